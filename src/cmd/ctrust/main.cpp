@@ -1,0 +1,40 @@
+// ctrust: the command-line tool. Each command group registers itself; see docs/cli/.
+#include <spdlog/cfg/env.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+#include "cmd/ctrust/cli.h"
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("ctrust");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("ctrust: %l: %v");
+  spdlog::set_level(spdlog::level::warn);
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL; overridden by --log-level
+
+  CLI::App app{"ctrust: measure, verify and attest what containers run"};
+  app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION);
+  app.require_subcommand(1);
+  std::string level;
+  app.add_option("--log-level", level,
+                 "Log level: trace, debug, info, warn, error, off (default warn; also "
+                 "SPDLOG_LEVEL)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->each([](const std::string& l) { spdlog::set_level(spdlog::level::from_str(l)); });
+
+  ctrust::cli::Context ctx;
+  ctrust::cli::register_digest_commands(app, ctx);
+  ctrust::cli::register_log_commands(app, ctx);
+  ctrust::cli::register_key_commands(app, ctx);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    // Help and version are successes; every other parse error is a usage error.
+    return rc == 0 ? 0 : ctrust::cli::kExitUsage;
+  }
+  return ctx.exit_code;
+}

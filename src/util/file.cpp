@@ -1,0 +1,91 @@
+#include "util/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+namespace ctrust {
+
+Result<UniqueFd> open_read(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error("cannot open " + path, errno);
+  return UniqueFd(fd);
+}
+
+Result<std::size_t> pread_full(int fd, std::span<std::uint8_t> buf, off_t offset) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done,
+                        offset + static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read failed", errno);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+Result<void> write_all(int fd, ByteView data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("write failed", errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return ok_result();
+}
+
+Result<Bytes> read_file(const std::string& path, std::size_t max_size) {
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_read(path));
+  Bytes out;
+  std::uint8_t chunk[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), chunk, sizeof(chunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("cannot read " + path, errno);
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<std::size_t>(n) > max_size) {
+      return Error(Errc::kLimit, path + " is larger than the limit of " +
+                                     std::to_string(max_size) + " bytes");
+    }
+    out.insert(out.end(), chunk, chunk + n);
+  }
+  return out;
+}
+
+Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode) {
+  std::filesystem::path target(path);
+  std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  std::string tmpl = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  int raw = ::mkstemp(tmpl.data());
+  if (raw < 0) return errno_error("cannot create a temporary file beside " + path, errno);
+  UniqueFd fd(raw);
+  auto fail = [&](Error e) {
+    ::unlink(tmpl.c_str());
+    return e;
+  };
+  if (::fchmod(fd.get(), mode) != 0) return fail(errno_error("cannot set mode of " + tmpl, errno));
+  if (auto r = write_all(fd.get(), data); !r) {
+    return fail(std::move(r).error().with_context("writing " + path));
+  }
+  if (::fsync(fd.get()) != 0) return fail(errno_error("cannot sync " + tmpl, errno));
+  fd.reset();
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    return fail(errno_error("cannot rename " + tmpl + " to " + path, errno));
+  }
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd) ::fsync(dfd.get());  // best effort: the rename is already visible
+  return ok_result();
+}
+
+}  // namespace ctrust

@@ -1,0 +1,33 @@
+// Small, careful file helpers: every failure comes back as an Error naming the path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "util/hex.h"
+#include "util/result.h"
+#include "util/unique_handle.h"
+
+namespace ctrust {
+
+Result<UniqueFd> open_read(const std::string& path);
+
+// Reads up to buf.size() bytes at `offset`, retrying on EINTR and short reads; returns
+// fewer only at end of file. Does not move the fd's file offset.
+Result<std::size_t> pread_full(int fd, std::span<std::uint8_t> buf, off_t offset);
+
+// Writes all of `data`, retrying on EINTR and short writes.
+Result<void> write_all(int fd, ByteView data);
+
+// Reads a whole file, refusing files larger than `max_size` bytes.
+Result<Bytes> read_file(const std::string& path, std::size_t max_size);
+
+// Writes `data` to `path` atomically: a temporary file in the same directory with `mode`,
+// fsync, rename over `path`, fsync of the directory. Never leaves a partial file behind.
+Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode);
+
+}  // namespace ctrust
