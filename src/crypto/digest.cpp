@@ -19,9 +19,6 @@ namespace {
 // Big enough to amortise the syscall, small enough to stay in L2 while it is hashed.
 constexpr std::size_t kChunkSize = 256 * 1024;
 
-struct CtxDeleter {
-  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
-};
 
 const char* openssl_name(HashAlg alg) {
   switch (alg) {
@@ -38,7 +35,7 @@ const char* openssl_name(HashAlg alg) {
 }
 
 EVP_MD_CTX* thread_ctx() {
-  thread_local std::unique_ptr<EVP_MD_CTX, CtxDeleter> ctx(EVP_MD_CTX_new());
+  thread_local UniquePtr<EVP_MD_CTX, EVP_MD_CTX_free> ctx(EVP_MD_CTX_new());
   return ctx.get();
 }
 
@@ -117,43 +114,27 @@ const EVP_MD* evp_md(HashAlg alg) {
 Result<Hasher> Hasher::create(HashAlg alg) {
   const EVP_MD* md = evp_md(alg);
   if (md == nullptr) return openssl_error(std::string("digest ") + openssl_name(alg) + " unavailable");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (ctx == nullptr) return openssl_error("EVP_MD_CTX_new");
-  if (EVP_DigestInit_ex2(ctx, md, nullptr) != 1) {
-    EVP_MD_CTX_free(ctx);
-    return openssl_error("EVP_DigestInit_ex2");
-  }
-  return Hasher(alg, ctx);
+  Ctx ctx(EVP_MD_CTX_new());
+  if (!ctx) return openssl_error("EVP_MD_CTX_new");
+  if (EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1) return openssl_error("EVP_DigestInit_ex2");
+  return Hasher(alg, std::move(ctx));
 }
-
-Hasher::Hasher(Hasher&& other) noexcept : alg_(other.alg_), ctx_(std::exchange(other.ctx_, nullptr)) {}
-
-Hasher& Hasher::operator=(Hasher&& other) noexcept {
-  if (this != &other) {
-    EVP_MD_CTX_free(ctx_);
-    alg_ = other.alg_;
-    ctx_ = std::exchange(other.ctx_, nullptr);
-  }
-  return *this;
-}
-
-Hasher::~Hasher() { EVP_MD_CTX_free(ctx_); }
 
 Result<void> Hasher::update(ByteView data) {
-  if (EVP_DigestUpdate(ctx_, data.data(), data.size()) != 1) return openssl_error("EVP_DigestUpdate");
+  if (EVP_DigestUpdate(ctx_.get(), data.data(), data.size()) != 1) return openssl_error("EVP_DigestUpdate");
   return ok_result();
 }
 
 Result<Digest> Hasher::finish() {
   Digest d{alg_, {}};
-  if (EVP_DigestFinal_ex(ctx_, d.bytes.data(), nullptr) != 1) return openssl_error("EVP_DigestFinal_ex");
-  if (EVP_DigestInit_ex2(ctx_, evp_md(alg_), nullptr) != 1) return openssl_error("EVP_DigestInit_ex2");
+  if (EVP_DigestFinal_ex(ctx_.get(), d.bytes.data(), nullptr) != 1) return openssl_error("EVP_DigestFinal_ex");
+  if (EVP_DigestInit_ex2(ctx_.get(), evp_md(alg_), nullptr) != 1) return openssl_error("EVP_DigestInit_ex2");
   return d;
 }
 
 Result<void> Hasher::copy_state_from(const Hasher& other) {
   if (other.alg_ != alg_) return Error(Errc::kInternal, "copy_state_from: algorithms differ");
-  if (EVP_MD_CTX_copy_ex(ctx_, other.ctx_) != 1) return openssl_error("EVP_MD_CTX_copy_ex");
+  if (EVP_MD_CTX_copy_ex(ctx_.get(), other.ctx_.get()) != 1) return openssl_error("EVP_MD_CTX_copy_ex");
   return ok_result();
 }
 

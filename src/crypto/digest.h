@@ -18,9 +18,11 @@
 
 #include "util/hex.h"
 #include "util/result.h"
+#include "util/unique_handle.h"
 
 struct evp_md_st;
 struct evp_md_ctx_st;
+extern "C" void EVP_MD_CTX_free(evp_md_ctx_st* ctx);
 
 namespace ctrust::crypto {
 
@@ -79,11 +81,6 @@ const evp_md_st* evp_md(HashAlg alg);
 class Hasher {
  public:
   static Result<Hasher> create(HashAlg alg);
-  Hasher(Hasher&& other) noexcept;
-  Hasher& operator=(Hasher&& other) noexcept;
-  Hasher(const Hasher&) = delete;
-  Hasher& operator=(const Hasher&) = delete;
-  ~Hasher();
 
   HashAlg alg() const { return alg_; }
   Result<void> update(ByteView data);
@@ -93,9 +90,10 @@ class Hasher {
   Result<void> copy_state_from(const Hasher& other);
 
  private:
-  Hasher(HashAlg alg, evp_md_ctx_st* ctx) : alg_(alg), ctx_(ctx) {}
+  using Ctx = UniquePtr<evp_md_ctx_st, EVP_MD_CTX_free>;
+  Hasher(HashAlg alg, Ctx ctx) : alg_(alg), ctx_(std::move(ctx)) {}
   HashAlg alg_;
-  evp_md_ctx_st* ctx_;
+  Ctx ctx_;
 };
 
 // One-shot digest of a buffer; reuses a per-thread context (no allocation).

@@ -103,8 +103,8 @@ Result<KeyType> ec_key_type(const EVP_PKEY* pkey) {
   std::string_view name(group.data(), std::min(len, group.size()));
   if (name == "prime256v1" || name == "P-256" || name == "secp256r1") return KeyType::kEcdsaP256;
   if (name == "secp384r1" || name == "P-384") return KeyType::kEcdsaP384;
-  return Error(Errc::kUnsupported, "EC curve " + std::string(name) +
-                                       " is not supported; use a P-256 or P-384 key");
+  return Error(Errc::kUnsupported,
+               "EC curve " + std::string(name) + " is not supported; use a P-256 or P-384 key");
 }
 
 Result<KeyType> rsa_key_type(const EVP_PKEY* pkey) {
@@ -136,9 +136,10 @@ Result<KeyType> key_type_of(const EVP_PKEY* pkey) {
                    "key (the padding is chosen per signature)");
     default: {
       const char* name = EVP_PKEY_get0_type_name(pkey);
-      return Error(Errc::kUnsupported,
-                   std::string("key type ") + (name != nullptr ? name : "(unknown)") +
-                       " is not supported; use ecdsa-p256, ecdsa-p384, ed25519 or rsa2048/3072/4096");
+      return Error(
+          Errc::kUnsupported,
+          std::string("key type ") + (name != nullptr ? name : "(unknown)") +
+              " is not supported; use ecdsa-p256, ecdsa-p384, ed25519 or rsa2048/3072/4096");
     }
   }
 }
@@ -363,9 +364,9 @@ Result<PublicKey> PublicKey::from_der(ByteView der) {
   }
   auto pkey = share_pkey(raw);
   if (p != der.data() + der.size()) {
-    return Error(Errc::kFormat, "public key DER has " +
-                                    std::to_string(der.data() + der.size() - p) +
-                                    " trailing bytes");
+    return Error(
+        Errc::kFormat,
+        "public key DER has " + std::to_string(der.data() + der.size() - p) + " trailing bytes");
   }
   CTRUST_ASSIGN_OR_RETURN(KeyType type, key_type_of(pkey.get()));
   return PublicKey(type, std::move(pkey));

@@ -40,7 +40,7 @@ class Error {
   const std::string& message() const { return message_; }
 
   // Prefixes context ("reading LOG: ") so that callers can say where an error happened.
-  Error&& with_context(const std::string& context) && {
+  Error with_context(const std::string& context) && {
     message_ = context + ": " + message_;
     return std::move(*this);
   }

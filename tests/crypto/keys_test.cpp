@@ -113,9 +113,8 @@ CommandResult run(const std::string& command) {
 bool have_openssl_cli() { return run("openssl version").status == 0; }
 
 // The `openssl` command that verifies `sig` over `msg` with `pub`, as a user would type it.
-std::string openssl_verify_command(KeyType type, const SignOptions& options,
-                                   const std::string& pub, const std::string& sig,
-                                   const std::string& msg) {
+std::string openssl_verify_command(KeyType type, const SignOptions& options, const std::string& pub,
+                                   const std::string& sig, const std::string& msg) {
   if (type == KeyType::kEd25519) {
     return "openssl pkeyutl -verify -pubin -inkey " + pub + " -rawin -in " + msg + " -sigfile " +
            sig;
@@ -127,9 +126,8 @@ std::string openssl_verify_command(KeyType type, const SignOptions& options,
   return command + " -verify " + pub + " -signature " + sig + " " + msg;
 }
 
-std::string openssl_sign_command(KeyType type, const SignOptions& options,
-                                 const std::string& key, const std::string& sig,
-                                 const std::string& msg) {
+std::string openssl_sign_command(KeyType type, const SignOptions& options, const std::string& key,
+                                 const std::string& sig, const std::string& msg) {
   if (type == KeyType::kEd25519) {
     return "openssl pkeyutl -sign -inkey " + key + " -rawin -in " + msg + " -out " + sig;
   }
@@ -213,8 +211,7 @@ std::string param_name(const ::testing::TestParamInfo<KeyType>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, KeyTypeParamTest, ::testing::ValuesIn(kAllKeyTypes),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(AllTypes, KeyTypeParamTest, ::testing::ValuesIn(kAllKeyTypes), param_name);
 
 TEST_P(KeyTypeParamTest, GeneratedKeyHasItsType) {
   EXPECT_EQ(key().type(), type());
@@ -727,8 +724,8 @@ TEST(UnsupportedKeyTest, EncryptedKeyIsRefusedWithoutPrompting) {
   if (!have_openssl_cli()) GTEST_SKIP() << "the openssl command is not installed";
   TempDir dir;
   std::string key_path = dir.file("key.pem");
-  CommandResult gen = run("openssl genpkey -algorithm ED25519 -aes-256-cbc -pass pass:secret -out " +
-                          key_path);
+  CommandResult gen =
+      run("openssl genpkey -algorithm ED25519 -aes-256-cbc -pass pass:secret -out " + key_path);
   ASSERT_EQ(gen.status, 0) << gen.output;
   auto key = PrivateKey::load_pem_file(key_path);
   ASSERT_FALSE(key);
@@ -742,9 +739,9 @@ TEST(UnsupportedKeyTest, TraditionalPemFormatsAreAccepted) {
   TempDir dir;
   std::string pkcs8 = dir.file("pkcs8.pem");
   std::string sec1 = dir.file("sec1.pem");
-  ASSERT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " + pkcs8)
-                .status,
-            0);
+  ASSERT_EQ(
+      run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " + pkcs8).status,
+      0);
   CommandResult conv = run("openssl ec -in " + pkcs8 + " -out " + sec1);
   ASSERT_EQ(conv.status, 0) << conv.output;
   ASSERT_NE(read_text(sec1).find("BEGIN EC PRIVATE KEY"), std::string::npos);
@@ -1049,18 +1046,17 @@ TEST_F(CertificateTest, GarbageIsAClearError) {
 TEST_F(CertificateTest, UnsupportedCertificateKeyIsAnErrorOnlyWhenUsed) {
   std::string cert_path = dir_.file("k1.crt");
   std::string key_path = dir_.file("k1.key");
-  CommandResult r = run(
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp256k1 -nodes -days 1 "
-      "-subj /CN=k1 -keyout " +
-      key_path + " -out " + cert_path);
+  CommandResult r =
+      run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp256k1 -nodes -days 1 "
+          "-subj /CN=k1 -keyout " +
+          key_path + " -out " + cert_path);
   ASSERT_EQ(r.status, 0) << r.output;
   auto cert = Certificate::load_pem_file(cert_path);
   ASSERT_TRUE(cert) << cert.error().message();
   auto pub = cert->public_key();
   ASSERT_FALSE(pub);
   EXPECT_EQ(pub.error().code(), Errc::kUnsupported);
-  EXPECT_NE(pub.error().message().find("secp256k1"), std::string::npos)
-      << pub.error().message();
+  EXPECT_NE(pub.error().message().find("secp256k1"), std::string::npos) << pub.error().message();
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // `ctrust key`: generate keys, export public keys, sign and verify files (docs/cli/key.md).
 #include <sys/stat.h>
 
-#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -19,7 +18,6 @@ namespace {
 constexpr std::size_t kMaxMessageSize = std::size_t{256} << 20;
 // The largest signature we make is 512 bytes (RSA-4096).
 constexpr std::size_t kMaxSignatureSize = std::size_t{64} << 10;
-constexpr mode_t kPrivateKeyMode = 0600;
 constexpr mode_t kPublicFileMode = 0644;
 
 struct GenerateArgs {
@@ -58,9 +56,9 @@ int usage_error(const std::string& message) {
 
 std::vector<std::string> key_type_names() {
   std::vector<std::string> names;
-  for (auto type : {crypto::KeyType::kEcdsaP256, crypto::KeyType::kEcdsaP384,
-                    crypto::KeyType::kEd25519, crypto::KeyType::kRsa2048,
-                    crypto::KeyType::kRsa3072, crypto::KeyType::kRsa4096}) {
+  for (auto type :
+       {crypto::KeyType::kEcdsaP256, crypto::KeyType::kEcdsaP384, crypto::KeyType::kEd25519,
+        crypto::KeyType::kRsa2048, crypto::KeyType::kRsa3072, crypto::KeyType::kRsa4096}) {
     names.emplace_back(crypto::key_type_name(type));
   }
   return names;
@@ -96,9 +94,9 @@ Result<crypto::SignOptions> sign_options(crypto::KeyType type, const std::string
   }
   if (!rsa_padding.empty()) {
     if (!is_rsa(type)) {
-      return Error(Errc::kInvalidArgument,
-                   "--rsa-padding applies only to RSA keys, not " +
-                       std::string(crypto::key_type_name(type)) + "; leave it out");
+      return Error(Errc::kInvalidArgument, "--rsa-padding applies only to RSA keys, not " +
+                                               std::string(crypto::key_type_name(type)) +
+                                               "; leave it out");
     }
     options.rsa_padding =
         rsa_padding == "pkcs1" ? crypto::RsaPadding::kPkcs1v15 : crypto::RsaPadding::kPss;
@@ -114,8 +112,9 @@ int run_generate(const GenerateArgs& args) {
   }
   for (const std::string* path : {&args.out, &args.public_out}) {
     if (!path->empty() && !args.force && path_exists(*path)) {
-      return report_error(*path + " already exists; choose another file or pass --force to "
-                                  "overwrite it");
+      return report_error(*path +
+                          " already exists; choose another file or pass --force to "
+                          "overwrite it");
     }
   }
 
@@ -138,8 +137,8 @@ int run_generate(const GenerateArgs& args) {
     nlohmann::json doc = {
         {"type", crypto::key_type_name(*type)},
         {"private_key", args.out},
-        {"public_key", args.public_out.empty() ? nlohmann::json(nullptr)
-                                               : nlohmann::json(args.public_out)},
+        {"public_key",
+         args.public_out.empty() ? nlohmann::json(nullptr) : nlohmann::json(args.public_out)},
         {"fingerprint", fingerprint_text(*fingerprint)},
     };
     print_json(doc);
@@ -201,8 +200,8 @@ int run_verify(const VerifyArgs& args) {
 // --hash and --rsa-padding, shared by sign and verify (which must agree on them).
 void add_scheme_options(CLI::App* cmd, std::string& hash, std::string& rsa_padding) {
   cmd->add_option("--hash", hash,
-                  "Digest for ECDSA and RSA: sha256, sha384 or sha512 (default sha384 for "
-                  "ecdsa-p384, else sha256; not for ed25519)")
+                  "Digest for ECDSA and RSA (default sha384 for ecdsa-p384, else sha256; "
+                  "not for ed25519)")
       ->check(CLI::IsMember({"sha256", "sha384", "sha512"}, CLI::ignore_case));
   cmd->add_option("--rsa-padding", rsa_padding, "RSA padding: pss (default) or pkcs1 (v1.5)")
       ->check(CLI::IsMember({"pss", "pkcs1"}, CLI::ignore_case));
@@ -219,8 +218,7 @@ void add_generate(CLI::App* key, Context& ctx) {
       ->required();
   cmd->add_option("--public-out", args->public_out, "Also write the public key PEM here");
   cmd->add_flag("--force", args->force, "Overwrite existing output files");
-  cmd->add_flag("--json", args->json,
-                "Print {type, private_key, public_key, fingerprint} as JSON");
+  cmd->add_flag("--json", args->json, "Print {type, private_key, public_key, fingerprint} as JSON");
   cmd->callback([args, &ctx] { ctx.exit_code = run_generate(*args); });
 }
 
