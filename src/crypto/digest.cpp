@@ -17,8 +17,7 @@ namespace ctrust::crypto {
 namespace {
 
 // Big enough to amortise the syscall, small enough to stay in L2 while it is hashed.
-constexpr std::size_t kChunkSize = 256 * 1024;
-
+constexpr std::size_t kChunkSize = std::size_t{256} * 1024;
 
 const char* openssl_name(HashAlg alg) {
   switch (alg) {
@@ -113,7 +112,8 @@ const EVP_MD* evp_md(HashAlg alg) {
 
 Result<Hasher> Hasher::create(HashAlg alg) {
   const EVP_MD* md = evp_md(alg);
-  if (md == nullptr) return openssl_error(std::string("digest ") + openssl_name(alg) + " unavailable");
+  if (md == nullptr)
+    return openssl_error(std::string("digest ") + openssl_name(alg) + " unavailable");
   Ctx ctx(EVP_MD_CTX_new());
   if (!ctx) return openssl_error("EVP_MD_CTX_new");
   if (EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1) return openssl_error("EVP_DigestInit_ex2");
@@ -121,20 +121,24 @@ Result<Hasher> Hasher::create(HashAlg alg) {
 }
 
 Result<void> Hasher::update(ByteView data) {
-  if (EVP_DigestUpdate(ctx_.get(), data.data(), data.size()) != 1) return openssl_error("EVP_DigestUpdate");
+  if (EVP_DigestUpdate(ctx_.get(), data.data(), data.size()) != 1)
+    return openssl_error("EVP_DigestUpdate");
   return ok_result();
 }
 
 Result<Digest> Hasher::finish() {
   Digest d{alg_, {}};
-  if (EVP_DigestFinal_ex(ctx_.get(), d.bytes.data(), nullptr) != 1) return openssl_error("EVP_DigestFinal_ex");
-  if (EVP_DigestInit_ex2(ctx_.get(), evp_md(alg_), nullptr) != 1) return openssl_error("EVP_DigestInit_ex2");
+  if (EVP_DigestFinal_ex(ctx_.get(), d.bytes.data(), nullptr) != 1)
+    return openssl_error("EVP_DigestFinal_ex");
+  if (EVP_DigestInit_ex2(ctx_.get(), evp_md(alg_), nullptr) != 1)
+    return openssl_error("EVP_DigestInit_ex2");
   return d;
 }
 
 Result<void> Hasher::copy_state_from(const Hasher& other) {
   if (other.alg_ != alg_) return Error(Errc::kInternal, "copy_state_from: algorithms differ");
-  if (EVP_MD_CTX_copy_ex(ctx_.get(), other.ctx_.get()) != 1) return openssl_error("EVP_MD_CTX_copy_ex");
+  if (EVP_MD_CTX_copy_ex(ctx_.get(), other.ctx_.get()) != 1)
+    return openssl_error("EVP_MD_CTX_copy_ex");
   return ok_result();
 }
 
@@ -186,7 +190,8 @@ Result<std::uint64_t> for_each_chunk(int fd, const std::function<Result<void>(By
 
 Result<Digest> digest_fd(HashAlg alg, int fd, const ProgressFn& progress) {
   CTRUST_ASSIGN_OR_RETURN(Hasher hasher, Hasher::create(alg));
-  CTRUST_TRY(for_each_chunk(fd, [&](ByteView chunk) { return hasher.update(chunk); }, progress));
+  CTRUST_TRY(for_each_chunk(
+      fd, [&](ByteView chunk) { return hasher.update(chunk); }, progress));
   return hasher.finish();
 }
 

@@ -9,6 +9,8 @@
 // Thread safety: Hasher is single-threaded; the free functions are thread safe.
 #pragma once
 
+#include <openssl/evp.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -19,10 +21,6 @@
 #include "util/hex.h"
 #include "util/result.h"
 #include "util/unique_handle.h"
-
-struct evp_md_st;
-struct evp_md_ctx_st;
-extern "C" void EVP_MD_CTX_free(evp_md_ctx_st* ctx);
 
 namespace ctrust::crypto {
 
@@ -76,7 +74,7 @@ struct Digest {
 };
 
 // The cached OpenSSL method for `alg` (fetched once per process).
-const evp_md_st* evp_md(HashAlg alg);
+const EVP_MD* evp_md(HashAlg alg);
 
 class Hasher {
  public:
@@ -90,7 +88,7 @@ class Hasher {
   Result<void> copy_state_from(const Hasher& other);
 
  private:
-  using Ctx = UniquePtr<evp_md_ctx_st, EVP_MD_CTX_free>;
+  using Ctx = UniquePtr<EVP_MD_CTX, EVP_MD_CTX_free>;
   Hasher(HashAlg alg, Ctx ctx) : alg_(alg), ctx_(std::move(ctx)) {}
   HashAlg alg_;
   Ctx ctx_;

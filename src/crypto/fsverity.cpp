@@ -19,17 +19,19 @@ void put_le64(std::uint8_t* p, std::uint64_t v) {
 
 Result<void> validate(const FsVerityParams& params) {
   if (params.alg != HashAlg::kSha256 && params.alg != HashAlg::kSha512) {
-    return Error(Errc::kInvalidArgument, "fs-verity supports sha256 and sha512, not " +
-                                             std::string(hash_name(params.alg)));
+    return Error(Errc::kInvalidArgument,
+                 "fs-verity supports sha256 and sha512, not " + std::string(hash_name(params.alg)));
   }
   std::uint32_t bs = params.block_size;
   if (bs < 1024 || bs > 65536 || (bs & (bs - 1)) != 0) {
-    return Error(Errc::kInvalidArgument, "fs-verity block size must be a power of two from 1024 "
-                                         "to 65536, not " + std::to_string(bs));
+    return Error(Errc::kInvalidArgument,
+                 "fs-verity block size must be a power of two from 1024 "
+                 "to 65536, not " +
+                     std::to_string(bs));
   }
   if (params.salt.size() > kMaxSalt) {
-    return Error(Errc::kInvalidArgument, "fs-verity salt is at most 32 bytes, got " +
-                                             std::to_string(params.salt.size()));
+    return Error(Errc::kInvalidArgument,
+                 "fs-verity salt is at most 32 bytes, got " + std::to_string(params.salt.size()));
   }
   return ok_result();
 }
@@ -143,9 +145,11 @@ Result<Digest> FsVerityHasher::finish() {
   return digest_bytes(params_.alg, ByteView(desc, sizeof(desc)));
 }
 
-Result<Digest> fsverity_digest_fd(int fd, const FsVerityParams& params, const ProgressFn& progress) {
+Result<Digest> fsverity_digest_fd(int fd, const FsVerityParams& params,
+                                  const ProgressFn& progress) {
   CTRUST_ASSIGN_OR_RETURN(FsVerityHasher hasher, FsVerityHasher::create(params));
-  CTRUST_TRY(for_each_chunk(fd, [&](ByteView chunk) { return hasher.update(chunk); }, progress));
+  CTRUST_TRY(for_each_chunk(
+      fd, [&](ByteView chunk) { return hasher.update(chunk); }, progress));
   return hasher.finish();
 }
 

@@ -13,7 +13,7 @@
 namespace ctrust::crypto {
 
 struct FsVerityParams {
-  HashAlg alg = HashAlg::kSha256;  // sha256 or sha512, the two the kernel accepts
+  HashAlg alg = HashAlg::kSha256;   // sha256 or sha512, the two the kernel accepts
   std::uint32_t block_size = 4096;  // a power of two from 1024 to 65536
   Bytes salt;                       // at most 32 bytes
 };

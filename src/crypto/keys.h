@@ -25,7 +25,14 @@ struct x509_st;
 
 namespace ctrust::crypto {
 
-enum class KeyType : std::uint8_t { kEcdsaP256, kEcdsaP384, kEd25519, kRsa2048, kRsa3072, kRsa4096 };
+enum class KeyType : std::uint8_t {
+  kEcdsaP256,
+  kEcdsaP384,
+  kEd25519,
+  kRsa2048,
+  kRsa3072,
+  kRsa4096
+};
 
 // "ecdsa-p256", "ecdsa-p384", "ed25519", "rsa2048", "rsa3072", "rsa4096".
 std::string_view key_type_name(KeyType type);
@@ -60,7 +67,8 @@ class PrivateKey {
   evp_pkey_st* native() const { return pkey_.get(); }
 
  private:
-  PrivateKey(KeyType type, std::shared_ptr<evp_pkey_st> pkey) : type_(type), pkey_(std::move(pkey)) {}
+  PrivateKey(KeyType type, std::shared_ptr<evp_pkey_st> pkey)
+      : type_(type), pkey_(std::move(pkey)) {}
   KeyType type_;
   std::shared_ptr<evp_pkey_st> pkey_;
 };
@@ -88,7 +96,8 @@ class PublicKey {
  private:
   friend class PrivateKey;
   friend class Certificate;
-  PublicKey(KeyType type, std::shared_ptr<evp_pkey_st> pkey) : type_(type), pkey_(std::move(pkey)) {}
+  PublicKey(KeyType type, std::shared_ptr<evp_pkey_st> pkey)
+      : type_(type), pkey_(std::move(pkey)) {}
   KeyType type_;
   std::shared_ptr<evp_pkey_st> pkey_;
 };

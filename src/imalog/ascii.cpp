@@ -131,8 +131,8 @@ Result<Entry> parse_ascii_line(std::string_view line) {
         break;
       case FieldId::kNng:
         if (tok.size() + 1 > kMaxEventNameLen) {
-          return Error(Errc::kLimit, "n-ng: name longer than " +
-                                         std::to_string(kMaxEventNameLen - 1) + " bytes");
+          return Error(Errc::kLimit,
+                       "n-ng: name longer than " + std::to_string(kMaxEventNameLen - 1) + " bytes");
         }
         append_le32(e.data, static_cast<std::uint32_t>(tok.size() + 1));
         e.data.insert(e.data.end(), tok.begin(), tok.end());
@@ -281,7 +281,8 @@ Result<bool> AsciiReader::next(Entry& out) {
   if (eof) return false;
   auto e = parse_ascii_line(line);
   if (!e) {
-    return Error(e.error().code(), "line " + std::to_string(count_ + 1) + ": " + e.error().message());
+    return Error(e.error().code(),
+                 "line " + std::to_string(count_ + 1) + ": " + e.error().message());
   }
   out = std::move(*e);
   offset_ += line.size() + 1;

@@ -35,7 +35,8 @@ std::optional<BinaryFormat> detect_binary_format(ByteView head) {
   return std::nullopt;
 }
 
-Result<BinaryReader> BinaryReader::open(const std::string& path, std::optional<BinaryFormat> format) {
+Result<BinaryReader> BinaryReader::open(const std::string& path,
+                                        std::optional<BinaryFormat> format) {
   CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_read(path));
   auto r = from_fd(std::move(fd), format);
   if (!r) return std::move(r).error().with_context(path);
@@ -110,8 +111,8 @@ Result<bool> BinaryReader::next(Entry& out) {
   if (!any) return false;
 
   auto truncated = [&](const char* part) {
-    return error(Errc::kTruncated, std::string("record ends inside its ") + part +
-                                       " (torn or truncated log)");
+    return error(Errc::kTruncated,
+                 std::string("record ends inside its ") + part + " (torn or truncated log)");
   };
   CTRUST_ASSIGN_OR_RETURN(bool have_fixed, ensure(4 + dsize + 4));
   if (!have_fixed) return truncated("header");
@@ -147,8 +148,8 @@ Result<bool> BinaryReader::next(Entry& out) {
     p = window_.data() + cursor_;
     std::uint32_t n = load32(big, p + pos + 20);
     if (n > kLegacyNameMax) {
-      return error(Errc::kFormat, "ima template name length " + std::to_string(n) +
-                                      " exceeds the limit of 255");
+      return error(Errc::kFormat,
+                   "ima template name length " + std::to_string(n) + " exceeds the limit of 255");
     }
     data_len = 24 + n;
   } else {
@@ -158,7 +159,8 @@ Result<bool> BinaryReader::next(Entry& out) {
     std::uint32_t n = load32(big, p + pos);
     if (n > kMaxTemplateDataLen) {
       return error(Errc::kLimit, "template data length " + std::to_string(n) +
-                                     " exceeds the limit of " + std::to_string(kMaxTemplateDataLen));
+                                     " exceeds the limit of " +
+                                     std::to_string(kMaxTemplateDataLen));
     }
     data_len = n;
     data_start = pos + 4;
@@ -182,7 +184,8 @@ Result<bool> BinaryReader::next(Entry& out) {
 
 Result<void> append_binary(Bytes& out, const Entry& e) {
   const TemplateDesc* desc = find_template(e.template_name);
-  if (desc == nullptr) return Error(Errc::kUnsupported, "unknown template '" + e.template_name + "'");
+  if (desc == nullptr)
+    return Error(Errc::kUnsupported, "unknown template '" + e.template_name + "'");
   if (e.order != ByteOrder::kLittle) {
     return Error(Errc::kUnsupported,
                  "a big-endian (host order) record cannot be written in the canonical "

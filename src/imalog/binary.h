@@ -31,7 +31,8 @@ class BinaryReader final : public EntrySource {
  public:
   static Result<BinaryReader> open(const std::string& path,
                                    std::optional<BinaryFormat> format = std::nullopt);
-  static Result<BinaryReader> from_fd(UniqueFd fd, std::optional<BinaryFormat> format = std::nullopt);
+  static Result<BinaryReader> from_fd(UniqueFd fd,
+                                      std::optional<BinaryFormat> format = std::nullopt);
   // Reads from memory that must outlive the reader (no copy).
   static Result<BinaryReader> from_memory(ByteView data,
                                           std::optional<BinaryFormat> format = std::nullopt);
@@ -52,7 +53,7 @@ class BinaryReader final : public EntrySource {
 
   UniqueFd fd_;
   Bytes buffer_;
-  ByteView window_;          // readable bytes: [cursor_, window_.size())
+  ByteView window_;  // readable bytes: [cursor_, window_.size())
   std::size_t cursor_ = 0;
   std::uint64_t file_pos_ = 0;  // fd offset of the byte after window_
   bool eof_ = false;

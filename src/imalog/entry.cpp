@@ -62,8 +62,9 @@ Result<void> parse_prefixed_digest(const Entry& e, FieldId id, ByteView raw, boo
   *alg = prefix;
   *digest = raw.subspan(static_cast<std::size_t>(nul - raw.begin()) + 1);
   if (auto known = crypto::parse_hash_alg(*alg); known && digest->size() != digest_size(*known)) {
-    return field_error(e, id, std::string(*alg) + " digest has " + std::to_string(digest->size()) +
-                                  " bytes, expected " + std::to_string(digest_size(*known)));
+    return field_error(e, id,
+                       std::string(*alg) + " digest has " + std::to_string(digest->size()) +
+                           " bytes, expected " + std::to_string(digest_size(*known)));
   }
   if (digest->empty() || digest->size() > crypto::kMaxDigestSize) {
     return field_error(e, id, "digest length " + std::to_string(digest->size()) + " is invalid");
@@ -74,8 +75,9 @@ Result<void> parse_prefixed_digest(const Entry& e, FieldId id, ByteView raw, boo
 Result<void> parse_name(const Entry& e, FieldId id, ByteView raw, std::string_view* name) {
   if (raw.empty() || raw.back() != 0) return field_error(e, id, "name is not NUL-terminated");
   if (raw.size() > kMaxEventNameLen) {
-    return field_error(e, id, "name of " + std::to_string(raw.size()) + " bytes exceeds the limit of " +
-                                  std::to_string(kMaxEventNameLen));
+    return field_error(e, id,
+                       "name of " + std::to_string(raw.size()) + " bytes exceeds the limit of " +
+                           std::to_string(kMaxEventNameLen));
   }
   std::string_view s = as_string_view(raw.first(raw.size() - 1));
   if (s.find('\0') != std::string_view::npos) return field_error(e, id, "name has an embedded NUL");
@@ -89,8 +91,8 @@ Result<Fields> parse_legacy(const Entry& e) {
   if (d.size() < 24) return Error(Errc::kFormat, "template ima: record shorter than 24 bytes");
   std::uint32_t len = load32(e.order == ByteOrder::kBig, d.data() + 20);
   if (len > kLegacyNameMax) {
-    return Error(Errc::kFormat, "template ima: name length " + std::to_string(len) +
-                                    " exceeds the limit of 255");
+    return Error(Errc::kFormat,
+                 "template ima: name length " + std::to_string(len) + " exceeds the limit of 255");
   }
   if (d.size() != 24 + static_cast<std::size_t>(len)) {
     return Error(Errc::kFormat, "template ima: name length does not match the record");
@@ -130,7 +132,8 @@ Result<Entry> build_entry(const MeasurementSpec& spec, HashAlg header_bank, bool
     return Error(Errc::kInvalidArgument, "unknown template '" + spec.template_name + "'");
   }
   if (spec.pcr > kMaxPcrIndex) {
-    return Error(Errc::kInvalidArgument, "PCR index " + std::to_string(spec.pcr) + " is out of range 0-23");
+    return Error(Errc::kInvalidArgument,
+                 "PCR index " + std::to_string(spec.pcr) + " is out of range 0-23");
   }
   std::string name = kernel_name(spec.name);
   if (name.find('\0') != std::string::npos || name.find('\n') != std::string::npos) {
@@ -148,8 +151,8 @@ Result<Entry> build_entry(const MeasurementSpec& spec, HashAlg header_bank, bool
     append_field(e.data, as_bytes(name));
   } else {
     if (name.size() + 1 > kMaxEventNameLen) {
-      return Error(Errc::kInvalidArgument, "event name longer than " +
-                                               std::to_string(kMaxEventNameLen - 1) + " bytes");
+      return Error(Errc::kInvalidArgument,
+                   "event name longer than " + std::to_string(kMaxEventNameLen - 1) + " bytes");
     }
     for (FieldId id : desc->fields) {
       switch (id) {
@@ -169,8 +172,7 @@ Result<Entry> build_entry(const MeasurementSpec& spec, HashAlg header_bank, bool
           append_field(e.data, spec.buf);
           break;
         default:
-          return Error(Errc::kUnsupported,
-                       "ctrust does not write template " + spec.template_name);
+          return Error(Errc::kUnsupported, "ctrust does not write template " + spec.template_name);
       }
     }
   }
@@ -245,11 +247,12 @@ Result<Fields> parse_fields(const Entry& e) {
     rest = rest.subspan(len);
     switch (id) {
       case FieldId::kDng:
-        CTRUST_TRY(parse_prefixed_digest(e, id, raw, false, nullptr, &f.digest_alg, &f.file_digest));
+        CTRUST_TRY(
+            parse_prefixed_digest(e, id, raw, false, nullptr, &f.digest_alg, &f.file_digest));
         break;
       case FieldId::kDngV2:
-        CTRUST_TRY(parse_prefixed_digest(e, id, raw, true, &f.digest_type, &f.digest_alg,
-                                         &f.file_digest));
+        CTRUST_TRY(
+            parse_prefixed_digest(e, id, raw, true, &f.digest_type, &f.digest_alg, &f.file_digest));
         break;
       case FieldId::kNng:
         CTRUST_TRY(parse_name(e, id, raw, &f.name));
@@ -283,7 +286,8 @@ Result<Fields> parse_fields(const Entry& e) {
 Result<Digest> template_digest(const Entry& e, HashAlg bank) {
   const TemplateDesc* desc = find_template(e.template_name);
   if (desc != nullptr && desc->legacy) {
-    if (e.data.size() < 24) return Error(Errc::kFormat, "template ima: record shorter than 24 bytes");
+    if (e.data.size() < 24)
+      return Error(Errc::kFormat, "template ima: record shorter than 24 bytes");
     std::uint32_t len = load32(e.order == ByteOrder::kBig, e.data.data() + 20);
     if (len > kLegacyNameMax || e.data.size() != 24 + static_cast<std::size_t>(len)) {
       return Error(Errc::kFormat, "template ima: bad name length");

@@ -23,11 +23,11 @@ using crypto::Digest;
 using crypto::HashAlg;
 
 // Documented limits for untrusted logs (docs/cli/log.md).
-inline constexpr std::uint32_t kMaxPcrIndex = 23;            // TPM 2.0 PC client: PCRs 0-23
-inline constexpr std::uint32_t kMaxTemplateNameLen = 32;      // the kernel allows 15
+inline constexpr std::uint32_t kMaxPcrIndex = 23;              // TPM 2.0 PC client: PCRs 0-23
+inline constexpr std::uint32_t kMaxTemplateNameLen = 32;       // the kernel allows 15
 inline constexpr std::uint32_t kMaxTemplateDataLen = 1 << 20;  // 1 MiB per record
-inline constexpr std::uint32_t kMaxEventNameLen = 4096;       // PATH_MAX, NUL included
-inline constexpr std::uint32_t kLegacyNameMax = 255;          // IMA_EVENT_NAME_LEN_MAX
+inline constexpr std::uint32_t kMaxEventNameLen = 4096;        // PATH_MAX, NUL included
+inline constexpr std::uint32_t kLegacyNameMax = 255;           // IMA_EVENT_NAME_LEN_MAX
 
 enum class FieldId : std::uint8_t {
   kD,        // legacy: 20-byte SHA-1 file digest, no length in the binary form

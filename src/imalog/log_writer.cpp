@@ -32,7 +32,8 @@ Result<LogWriter> LogWriter::open(const std::string& path, const LogWriterOption
   if (!scan_fd) return errno_error("cannot duplicate fd", errno);
   CTRUST_ASSIGN_OR_RETURN(
       BinaryReader reader,
-      BinaryReader::from_fd(std::move(scan_fd), BinaryFormat{options.header_alg, ByteOrder::kLittle}));
+      BinaryReader::from_fd(std::move(scan_fd),
+                            BinaryFormat{options.header_alg, ByteOrder::kLittle}));
   Entry e;
   std::optional<Error> tail_error;
   for (;;) {
@@ -71,9 +72,9 @@ Result<void> LogWriter::append(std::span<const Entry> entries) {
   for (const Entry& e : entries) {
     if (e.template_digest.alg != options_.header_alg) {
       return Error(Errc::kInvalidArgument,
-                   "entry header digest is " + std::string(crypto::hash_name(e.template_digest.alg)) +
-                       " but log " + path_ + " uses " +
-                       std::string(crypto::hash_name(options_.header_alg)));
+                   "entry header digest is " +
+                       std::string(crypto::hash_name(e.template_digest.alg)) + " but log " + path_ +
+                       " uses " + std::string(crypto::hash_name(options_.header_alg)));
     }
     CTRUST_TRY(append_binary(scratch_, e));
   }

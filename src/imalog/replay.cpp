@@ -11,11 +11,13 @@ using crypto::digest_size;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
-Result<Digest> parse_pcr_value(std::string_view hex, std::optional<HashAlg> bank, std::size_t line_no) {
+Result<Digest> parse_pcr_value(std::string_view hex, std::optional<HashAlg> bank,
+                               std::size_t line_no) {
   if (hex.substr(0, 2) == "0x" || hex.substr(0, 2) == "0X") hex.remove_prefix(2);
   auto alg = bank ? bank : crypto::hash_alg_for_size(hex.size() / 2);
   if (!alg || hex.size() != 2 * digest_size(*alg)) {
@@ -31,7 +33,7 @@ Result<Digest> parse_pcr_value(std::string_view hex, std::optional<HashAlg> bank
 
 }  // namespace
 
-Replayer::Replayer(std::vector<HashAlg> banks, std::vector<HashAlg> sha1_padded) {
+Replayer::Replayer(const std::vector<HashAlg>& banks, const std::vector<HashAlg>& sha1_padded) {
   for (HashAlg alg : banks) {
     PcrBank b;
     b.alg = alg;
@@ -200,7 +202,8 @@ Result<PassResult> replay_pass(const SourceFactory& open, const std::vector<Hash
                    "entry " + std::to_string(r.entries) + ": " + status.error().message());
     }
     if (*status == EntryStatus::kViolation) {
-      if (r.violation_entries.size() < VerifyReport::kMaxListed) r.violation_entries.push_back(r.entries);
+      if (r.violation_entries.size() < VerifyReport::kMaxListed)
+        r.violation_entries.push_back(r.entries);
       ++r.violations;
     } else if (*status == EntryStatus::kBadTemplateDigest) {
       if (r.bad_entries.size() < VerifyReport::kMaxListed) r.bad_entries.push_back(r.entries);
@@ -216,7 +219,8 @@ Result<PassResult> replay_pass(const SourceFactory& open, const std::vector<Hash
   return r;
 }
 
-std::vector<PcrMismatch> compare(const PcrBank& bank, const std::map<std::uint32_t, Digest>& expected) {
+std::vector<PcrMismatch> compare(const PcrBank& bank,
+                                 const std::map<std::uint32_t, Digest>& expected) {
   std::vector<PcrMismatch> out;
   for (std::uint32_t i = 0; i < kNumPcrs; ++i) {
     if ((bank.extended & (1u << i)) == 0) continue;
@@ -250,9 +254,9 @@ Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& e
   std::vector<HashAlg> retry;
   for (const PcrBank& b : first.banks) {
     auto mism = compare(b, expected.at(b.alg));
-    bool only_value_mismatch = !mism.empty() && std::all_of(mism.begin(), mism.end(), [](const auto& m) {
-      return m.expected.has_value();
-    });
+    bool only_value_mismatch =
+        !mism.empty() &&
+        std::all_of(mism.begin(), mism.end(), [](const auto& m) { return m.expected.has_value(); });
     if (only_value_mismatch && b.alg != HashAlg::kSha1) {
       retry.push_back(b.alg);
     } else {

@@ -35,7 +35,8 @@ class Replayer {
  public:
   // `sha1_padded` lists banks that are extended with the SHA-1 template digest
   // zero-padded to the bank's size, as kernels do for a bank whose hash they lack.
-  explicit Replayer(std::vector<HashAlg> banks, std::vector<HashAlg> sha1_padded = {});
+  explicit Replayer(const std::vector<HashAlg>& banks,
+                    const std::vector<HashAlg>& sha1_padded = {});
 
   // Extends `entry` into every bank. Malformed entries are Errors.
   Result<EntryStatus> add(const Entry& entry);

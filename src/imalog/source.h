@@ -30,6 +30,7 @@ struct OpenOptions {
 };
 
 // Opens a log file ("-" is standard input) with the right reader.
-Result<std::unique_ptr<EntrySource>> open_log(const std::string& path, const OpenOptions& options = {});
+Result<std::unique_ptr<EntrySource>> open_log(const std::string& path,
+                                              const OpenOptions& options = {});
 
 }  // namespace ctrust::imalog

@@ -18,8 +18,8 @@ Result<UniqueFd> open_read(const std::string& path) {
 Result<std::size_t> pread_full(int fd, std::span<std::uint8_t> buf, off_t offset) {
   std::size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done,
-                        offset + static_cast<off_t>(done));
+    ssize_t n =
+        ::pread(fd, buf.data() + done, buf.size() - done, offset + static_cast<off_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error("read failed", errno);
@@ -55,8 +55,8 @@ Result<Bytes> read_file(const std::string& path, std::size_t max_size) {
     }
     if (n == 0) break;
     if (out.size() + static_cast<std::size_t>(n) > max_size) {
-      return Error(Errc::kLimit, path + " is larger than the limit of " +
-                                     std::to_string(max_size) + " bytes");
+      return Error(Errc::kLimit,
+                   path + " is larger than the limit of " + std::to_string(max_size) + " bytes");
     }
     out.insert(out.end(), chunk, chunk + n);
   }

@@ -59,8 +59,8 @@ Error openssl_error(const std::string& what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -85,7 +85,7 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(Error error) : error_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(Error error) : error_(std::move(error)) {}
 
   bool ok() const { return !error_.has_value(); }
   explicit operator bool() const { return ok(); }
@@ -104,16 +104,16 @@ inline Result<void> ok_result() { return {}; }
 #define CTRUST_CONCAT_(a, b) CTRUST_CONCAT_INNER_(a, b)
 
 // Returns the error of a Result<...> expression from the enclosing function.
-#define CTRUST_TRY(expr)                                                   \
-  do {                                                                     \
-    auto&& ctrust_try_result_ = (expr);                                    \
+#define CTRUST_TRY(expr)                                                        \
+  do {                                                                          \
+    auto&& ctrust_try_result_ = (expr);                                         \
     if (!ctrust_try_result_.ok()) return std::move(ctrust_try_result_).error(); \
   } while (0)
 
 // Declares `lhs` from a Result<T> expression, or returns its error.
 #define CTRUST_ASSIGN_OR_RETURN(lhs, expr) \
   CTRUST_ASSIGN_OR_RETURN_IMPL_(CTRUST_CONCAT_(ctrust_result_, __LINE__), lhs, expr)
-#define CTRUST_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                                  \
-  if (!tmp.ok()) return std::move(tmp).error();       \
-  lhs = std::move(tmp).value()
+#define CTRUST_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)                                    \
+  auto tmp = (expr);                            /* NOLINT(bugprone-macro-parentheses) */ \
+  if (!tmp.ok()) return std::move(tmp).error(); /* NOLINT(bugprone-macro-parentheses) */ \
+  lhs = std::move(tmp).value()                  /* NOLINT(bugprone-macro-parentheses) */

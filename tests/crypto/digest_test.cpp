@@ -19,12 +19,14 @@ TEST(Digest, KnownVectors) {
   EXPECT_EQ(digest_bytes(HashAlg::kSha1, abc)->hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
   EXPECT_EQ(digest_bytes(HashAlg::kSha256, abc)->hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(digest_bytes(HashAlg::kSha384, abc)->hex(),
-            "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca1"
-            "34c825a7");
-  EXPECT_EQ(digest_bytes(HashAlg::kSha512, abc)->hex(),
-            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c2"
-            "3a3feebbd454d4423643ce80e2a9ac94fa54ca49f");
+  EXPECT_EQ(
+      digest_bytes(HashAlg::kSha384, abc)->hex(),
+      "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca1"
+      "34c825a7");
+  EXPECT_EQ(
+      digest_bytes(HashAlg::kSha512, abc)->hex(),
+      "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c2"
+      "3a3feebbd454d4423643ce80e2a9ac94fa54ca49f");
 }
 
 TEST(Digest, NamesAndSizes) {
@@ -47,7 +49,8 @@ TEST(Digest, StreamingEqualsOneShotForAnyChunking) {
       auto h = Hasher::create(alg);
       ASSERT_TRUE(h.ok());
       for (std::size_t off = 0; off < data.size(); off += chunk) {
-        ASSERT_TRUE(h->update(as_bytes(data).subspan(off, std::min(chunk, data.size() - off))).ok());
+        ASSERT_TRUE(
+            h->update(as_bytes(data).subspan(off, std::min(chunk, data.size() - off))).ok());
       }
       EXPECT_EQ(*h->finish(), want) << hash_name(alg) << " chunk " << chunk;
       // finish() leaves the hasher ready for a new message.

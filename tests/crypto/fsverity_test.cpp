@@ -72,7 +72,8 @@ TEST(FsVerity, ChunkingDoesNotMatter) {
       auto h = FsVerityHasher::create(p);
       ASSERT_TRUE(h.ok());
       for (std::size_t off = 0; off < data.size(); off += chunk) {
-        ASSERT_TRUE(h->update(ByteView(data).subspan(off, std::min(chunk, data.size() - off))).ok());
+        ASSERT_TRUE(
+            h->update(ByteView(data).subspan(off, std::min(chunk, data.size() - off))).ok());
       }
       EXPECT_EQ(*h->finish(), want) << "chunk " << chunk;
     }

@@ -16,9 +16,11 @@ using testing::ng_entry;
 TEST(Entry, GoldenVectorFromFormats) {
   Entry e = ng_entry("/usr/bin/hello", "hello\n", HashAlg::kSha1);
   EXPECT_EQ(to_hex(e.data),
-            "28000000" "7368613235363a00"
+            "28000000"
+            "7368613235363a00"
             "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
-            "0f000000" "2f7573722f62696e2f68656c6c6f00");
+            "0f000000"
+            "2f7573722f62696e2f68656c6c6f00");
   EXPECT_EQ(e.data.size(), 63u);
   EXPECT_EQ(e.template_digest.hex(), "c8acbfa06c0d5bf7696db445ba8489fa2393c0d5");
   EXPECT_EQ(template_digest(e, HashAlg::kSha256)->hex(),

@@ -75,7 +75,8 @@ TEST_F(LogWriterTest, TornTailIsReportedNeverSilentlyDropped) {
 
   auto failed = LogWriter::open(path_);
   ASSERT_FALSE(failed.ok());
-  EXPECT_NE(failed.error().message().find("torn or corrupt record after entry 2"), std::string::npos)
+  EXPECT_NE(failed.error().message().find("torn or corrupt record after entry 2"),
+            std::string::npos)
       << failed.error().message();
   EXPECT_EQ(file_size(), full - 5);  // kFail leaves the file alone
 
@@ -132,7 +133,9 @@ TEST_F(LogWriterTest, FailedWriteIsRolledBack) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim {before + 40, before + 40};
+    struct rlimit lim {
+      before + 40, before + 40
+    };
     ::setrlimit(RLIMIT_FSIZE, &lim);
     auto w = LogWriter::open(path_);
     if (!w) ::_exit(2);

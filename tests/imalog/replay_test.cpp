@@ -22,7 +22,8 @@ TEST(Replay, GoldenPcrFromFormats) {
   EXPECT_EQ(r.bank(HashAlg::kSha256)->extended, 1u << 10);
   // SHA-1 bank: H(zero20 || sha1 template digest).
   Digest td = Digest::from_hex(HashAlg::kSha1, "c8acbfa06c0d5bf7696db445ba8489fa2393c0d5").value();
-  EXPECT_EQ(r.bank(HashAlg::kSha1)->values[10], extend(HashAlg::kSha1, Digest::zero(HashAlg::kSha1), td));
+  EXPECT_EQ(r.bank(HashAlg::kSha1)->values[10],
+            extend(HashAlg::kSha1, Digest::zero(HashAlg::kSha1), td));
   EXPECT_TRUE(r.bank(HashAlg::kSha1)->values[0].is_zero());
 }
 
@@ -73,8 +74,9 @@ ExpectedPcrs expected_from(const Replayer& r) {
 }
 
 TEST(Verify, AcceptsAMatchingLogAndExplainsMismatches) {
-  std::vector<Entry> entries = {ng_entry("/a", "a"), ng_entry("/b", "b"),
-                                *make_violation("ima-ng", 10, "/v", HashAlg::kSha256, HashAlg::kSha1)};
+  std::vector<Entry> entries = {
+      ng_entry("/a", "a"), ng_entry("/b", "b"),
+      *make_violation("ima-ng", 10, "/v", HashAlg::kSha256, HashAlg::kSha1)};
   MeasurementSpec spec;
   spec.pcr = 11;
   spec.name = "/c";
@@ -159,10 +161,15 @@ TEST(PcrFile, ParsesEvmctlAndTpm2PcrreadForms) {
 
   std::string pcrread =
       "sha1:\n"
-      "  10: 0x" + std::string(40, 'A') + "\n"
+      "  10: 0x" +
+      std::string(40, 'A') +
+      "\n"
       "sha256:\n"
-      "  0 : 0x" + std::string(64, '0') + "\n"
-      "  10: 0x" + std::string(64, 'b') + "\n";
+      "  0 : 0x" +
+      std::string(64, '0') +
+      "\n"
+      "  10: 0x" +
+      std::string(64, 'b') + "\n";
   parsed = parse_pcr_file(pcrread, std::nullopt);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message();
   EXPECT_EQ(parsed->at(HashAlg::kSha1).at(10).hex(), std::string(40, 'a'));

@@ -13,8 +13,8 @@ inline Entry ng_entry(const std::string& name, const std::string& content,
   MeasurementSpec spec;
   spec.template_name = tmpl;
   spec.name = name;
-  spec.file_digest = *crypto::digest_bytes(tmpl == "ima" ? HashAlg::kSha1 : HashAlg::kSha256,
-                                           as_bytes(content));
+  spec.file_digest =
+      *crypto::digest_bytes(tmpl == "ima" ? HashAlg::kSha1 : HashAlg::kSha256, as_bytes(content));
   if (tmpl == "ima-buf") spec.buf = Bytes(content.begin(), content.end());
   if (tmpl == "ima-sig") spec.sig = {0x03, 0x02, 0x04, 0xaa, 0xbb, 0xcc, 0xdd, 0x00, 0x01, 0x55};
   auto e = make_entry(spec, header);

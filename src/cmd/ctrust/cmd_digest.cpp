@@ -51,7 +51,8 @@ std::uint64_t total_size(const std::vector<std::string>& files) {
 
 int run_digest(const DigestArgs& args) {
   auto alg = crypto::parse_hash_alg(args.alg.empty() ? "sha256" : args.alg);
-  if (!alg) return report_error("unknown algorithm '" + args.alg + "' (use sha1, sha256, sha384, sha512)");
+  if (!alg)
+    return report_error("unknown algorithm '" + args.alg + "' (use sha1, sha256, sha384, sha512)");
   crypto::FsVerityParams params;
   if (args.fsverity) {
     params.alg = *alg;
@@ -94,8 +95,8 @@ int run_digest(const DigestArgs& args) {
     }
     std::string alg_name(crypto::hash_name(*alg));
     if (args.json) {
-      nlohmann::json item = {{"file", file}, {"alg", alg_name}, {"digest", d->hex()},
-                             {"fsverity", args.fsverity}};
+      nlohmann::json item = {
+          {"file", file}, {"alg", alg_name}, {"digest", d->hex()}, {"fsverity", args.fsverity}};
       if (args.fsverity) item["block_size"] = params.block_size;
       out.push_back(std::move(item));
     } else if (args.fsverity) {
@@ -119,7 +120,8 @@ void register_digest_commands(CLI::App& app, Context& ctx) {
   cmd->add_flag("--fsverity", args->fsverity,
                 "Print the fs-verity file digest (Merkle tree + descriptor), as `fsverity digest`");
   cmd->add_option("--salt", args->salt_hex, "fs-verity salt, hex (at most 32 bytes)");
-  cmd->add_option("--block-size", args->block_size, "fs-verity Merkle tree block size (default 4096)");
+  cmd->add_option("--block-size", args->block_size,
+                  "fs-verity Merkle tree block size (default 4096)");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->add_option("files", args->files, "Files to hash ('-' for standard input)")->required();
   cmd->callback([args, &ctx] { ctx.exit_code = run_digest(*args); });

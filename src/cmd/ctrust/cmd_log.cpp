@@ -41,7 +41,7 @@ struct InputArgs {
 
   Result<imalog::OpenOptions> options() const {
     imalog::OpenOptions o;
-    o.form = form == "binary" ? imalog::LogForm::kBinary
+    o.form = form == "binary"  ? imalog::LogForm::kBinary
              : form == "ascii" ? imalog::LogForm::kAscii
                                : imalog::LogForm::kAuto;
     if (!header_alg.empty()) {
@@ -62,12 +62,14 @@ struct InputArgs {
 
   std::uint64_t file_size() const {
     struct stat st {};
-    return path != "-" && ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    return path != "-" && ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size)
+                                                         : 0;
   }
 };
 
 // Reads every entry, calling `fn` on each; errors name the file.
-Result<void> for_each_entry(const InputArgs& in, const std::function<Result<void>(const Entry&)>& fn) {
+Result<void> for_each_entry(const InputArgs& in,
+                            const std::function<Result<void>(const Entry&)>& fn) {
   CTRUST_ASSIGN_OR_RETURN(std::unique_ptr<EntrySource> src, in.open());
   Progress progress("reading", in.file_size());
   Entry e;
@@ -133,8 +135,8 @@ int run_show(const ShowArgs& args) {
   auto r = for_each_entry(args.in, [&](const Entry& e) -> Result<void> {
     ++index;
     if (json) {
-      std::string text = entry_json(e, index).dump(-1, ' ', false,
-                                                   nlohmann::json::error_handler_t::replace);
+      std::string text =
+          entry_json(e, index).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       std::fprintf(stdout, "%s\n  %s", index == 1 ? "" : ",", text.c_str());
       return ok_result();
     }
@@ -180,8 +182,10 @@ int run_replay(const ReplayArgs& args) {
     if (st == imalog::EntryStatus::kViolation) ++violations;
     if (st == imalog::EntryStatus::kBadTemplateDigest) {
       if (bad == 0) {
-        std::fprintf(stderr, "ctrust: warning: entry %llu: logged template digest does not match "
-                     "its data\n", static_cast<unsigned long long>(index));
+        std::fprintf(stderr,
+                     "ctrust: warning: entry %llu: logged template digest does not match "
+                     "its data\n",
+                     static_cast<unsigned long long>(index));
       }
       ++bad;
     }
@@ -189,8 +193,8 @@ int run_replay(const ReplayArgs& args) {
   });
   if (!r) return report_error(r.error());
   if (args.json) {
-    nlohmann::json j = {{"entries", index}, {"violations", violations},
-                        {"bad_template_digests", bad}};
+    nlohmann::json j = {
+        {"entries", index}, {"violations", violations}, {"bad_template_digests", bad}};
     for (const auto& b : replayer.banks()) {
       nlohmann::json pcrs = nlohmann::json::object();
       for (std::size_t i = 0; i < imalog::kNumPcrs; ++i) {
@@ -201,12 +205,14 @@ int run_replay(const ReplayArgs& args) {
     print_json(j);
   } else {
     for (const auto& b : replayer.banks()) {
-      if (replayer.banks().size() > 1) std::printf("# bank: %s\n", std::string(crypto::hash_name(b.alg)).c_str());
+      if (replayer.banks().size() > 1)
+        std::printf("# bank: %s\n", std::string(crypto::hash_name(b.alg)).c_str());
       std::fputs(imalog::format_pcr_lines(b).c_str(), stdout);
     }
   }
   if (bad > 0) {
-    std::fprintf(stderr, "ctrust: warning: %llu entries have a template digest that does not "
+    std::fprintf(stderr,
+                 "ctrust: warning: %llu entries have a template digest that does not "
                  "match their data; `ctrust log verify` rejects this log\n",
                  static_cast<unsigned long long>(bad));
   }
@@ -274,10 +280,11 @@ int run_verify(const VerifyArgs& args) {
                         {"mismatches", nlohmann::json::array()},
                         {"sha1_padded_banks", nlohmann::json::array()}};
     for (const auto& m : rep.mismatches) {
-      j["mismatches"].push_back({{"bank", crypto::hash_name(m.bank)}, {"pcr", m.pcr},
-                                 {"replayed", m.replayed.hex()},
-                                 {"expected", m.expected ? nlohmann::json(m.expected->hex())
-                                                         : nlohmann::json(nullptr)}});
+      j["mismatches"].push_back(
+          {{"bank", crypto::hash_name(m.bank)},
+           {"pcr", m.pcr},
+           {"replayed", m.replayed.hex()},
+           {"expected", m.expected ? nlohmann::json(m.expected->hex()) : nlohmann::json(nullptr)}});
     }
     for (auto b : rep.sha1_padded_banks) j["sha1_padded_banks"].push_back(crypto::hash_name(b));
     print_json(j);
@@ -286,8 +293,9 @@ int run_verify(const VerifyArgs& args) {
     if (rep.violations > 0) {
       std::string list;
       for (auto idx : rep.violation_entries) list += " " + std::to_string(idx);
-      std::printf("violations: %llu (entries%s%s)\n", static_cast<unsigned long long>(rep.violations),
-                  list.c_str(), rep.violations > rep.violation_entries.size() ? " ..." : "");
+      std::printf("violations: %llu (entries%s%s)\n",
+                  static_cast<unsigned long long>(rep.violations), list.c_str(),
+                  rep.violations > rep.violation_entries.size() ? " ..." : "");
     }
     for (auto idx : rep.bad_template_entries) {
       std::printf("FAILED: entry %llu: logged template digest does not match its data\n",
@@ -307,17 +315,19 @@ int run_verify(const VerifyArgs& args) {
       }
     }
     for (auto b : rep.sha1_padded_banks) {
-      std::printf("note: %s matched only with SHA-1 template digests zero-padded (the kernel "
-                  "could not compute this bank)\n", std::string(crypto::hash_name(b)).c_str());
+      std::printf(
+          "note: %s matched only with SHA-1 template digests zero-padded (the kernel "
+          "could not compute this bank)\n",
+          std::string(crypto::hash_name(b)).c_str());
     }
     for (const auto& bank : rep.replayed) {
       for (std::uint32_t i = 0; i < imalog::kNumPcrs; ++i) {
         if ((bank.extended & (1u << i)) == 0) continue;
-        bool bad = std::any_of(rep.mismatches.begin(), rep.mismatches.end(), [&](const auto& m) {
-          return m.bank == bank.alg && m.pcr == i;
-        });
+        bool bad = std::any_of(rep.mismatches.begin(), rep.mismatches.end(),
+                               [&](const auto& m) { return m.bank == bank.alg && m.pcr == i; });
         if (!bad) {
-          std::printf("ok: %s PCR-%02u matches\n", std::string(crypto::hash_name(bank.alg)).c_str(), i);
+          std::printf("ok: %s PCR-%02u matches\n", std::string(crypto::hash_name(bank.alg)).c_str(),
+                      i);
         }
       }
     }
@@ -374,10 +384,12 @@ int run_convert(const ConvertArgs& args) {
       // A new header digest is computed from the data, so first make sure the old one was
       // right: conversion must never launder a tampered record into a valid-looking one.
       if (!e.is_violation()) {
-        CTRUST_ASSIGN_OR_RETURN(crypto::Digest old, imalog::template_digest(e, e.template_digest.alg));
+        CTRUST_ASSIGN_OR_RETURN(crypto::Digest old,
+                                imalog::template_digest(e, e.template_digest.alg));
         if (!(old == e.template_digest)) {
-          return Error(Errc::kFormat, "template digest does not match its data; refusing to "
-                                      "convert a tampered record");
+          return Error(Errc::kFormat,
+                       "template digest does not match its data; refusing to "
+                       "convert a tampered record");
         }
       }
       converted = e;
@@ -398,7 +410,8 @@ int run_convert(const ConvertArgs& args) {
   });
   if (r) r = flush();
   if (r && !to_stdout && ::fsync(fd.get()) != 0) r = errno_error("cannot sync " + tmp, errno);
-  if (r && !to_stdout && ::fchmod(fd.get(), 0644) != 0) r = errno_error("cannot chmod " + tmp, errno);
+  if (r && !to_stdout && ::fchmod(fd.get(), 0644) != 0)
+    r = errno_error("cannot chmod " + tmp, errno);
   if (!r) {
     cleanup();
     return report_error(r.error());
@@ -472,14 +485,17 @@ int run_append(const AppendArgs& args) {
   if (!writer) return report_error(writer.error());
   if (writer->recovery()) {
     const auto& rec = *writer->recovery();
-    std::fprintf(stderr, "ctrust: warning: %s: removed a torn tail of %llu bytes after entry %llu (%s)\n",
+    std::fprintf(stderr,
+                 "ctrust: warning: %s: removed a torn tail of %llu bytes after entry %llu (%s)\n",
                  args.log.c_str(), static_cast<unsigned long long>(rec.bytes_removed),
                  static_cast<unsigned long long>(rec.entries_kept), rec.reason.c_str());
   }
   if (auto r = writer->append(entries); !r) return report_error(r.error());
   if (args.json) {
-    nlohmann::json j = {{"log", args.log}, {"appended", entries.size()},
-                        {"entries", writer->entries()}, {"bytes", writer->size()}};
+    nlohmann::json j = {{"log", args.log},
+                        {"appended", entries.size()},
+                        {"entries", writer->entries()},
+                        {"bytes", writer->size()}};
     if (writer->recovery()) {
       j["recovery"] = {{"bytes_removed", writer->recovery()->bytes_removed},
                        {"entries_kept", writer->recovery()->entries_kept},
@@ -493,29 +509,36 @@ int run_append(const AppendArgs& args) {
 }  // namespace
 
 void register_log_commands(CLI::App& app, Context& ctx) {
-  CLI::App* log = app.add_subcommand("log", "Show, replay, verify, convert and append IMA measurement lists");
+  CLI::App* log =
+      app.add_subcommand("log", "Show, replay, verify, convert and append IMA measurement lists");
   log->require_subcommand(1);
 
   auto show = std::make_shared<ShowArgs>();
-  CLI::App* c = log->add_subcommand("show", "Print a measurement list (binary or ASCII input, detected)");
-  c->add_option("--format", show->format, "Output: ascii (default, as the kernel prints it) or json")
+  CLI::App* c =
+      log->add_subcommand("show", "Print a measurement list (binary or ASCII input, detected)");
+  c->add_option("--format", show->format,
+                "Output: ascii (default, as the kernel prints it) or json")
       ->check(CLI::IsMember({"ascii", "json"}));
-  c->add_flag_callback("--json", [show] { show->format = "json"; }, "Same as --format json");
+  c->add_flag_callback(
+      "--json", [show] { show->format = "json"; }, "Same as --format json");
   show->in.add_to(c);
   c->callback([show, &ctx] { ctx.exit_code = run_show(*show); });
 
   auto replay = std::make_shared<ReplayArgs>();
-  c = log->add_subcommand("replay", "Replay a measurement list into PCR values (PCR-NN: HEX lines, as "
-                                    "evmctl --pcrs reads)");
-  c->add_option("--bank,-b", replay->banks, "PCR bank to replay: sha1, sha256 (default), sha384, "
-                                            "sha512; repeat for several");
+  c = log->add_subcommand("replay",
+                          "Replay a measurement list into PCR values (PCR-NN: HEX lines, as "
+                          "evmctl --pcrs reads)");
+  c->add_option("--bank,-b", replay->banks,
+                "PCR bank to replay: sha1, sha256 (default), sha384, "
+                "sha512; repeat for several");
   c->add_flag("--json", replay->json, "Print JSON");
   replay->in.add_to(c);
   c->callback([replay, &ctx] { ctx.exit_code = run_replay(*replay); });
 
   auto verify = std::make_shared<VerifyArgs>();
-  c = log->add_subcommand("verify", "Check a measurement list against PCR values (exit 0 only if "
-                                    "every PCR it extends matches in every given bank)");
+  c = log->add_subcommand("verify",
+                          "Check a measurement list against PCR values (exit 0 only if "
+                          "every PCR it extends matches in every given bank)");
   c->add_option("--pcrs", verify->pcr_files,
                 "[BANK,]FILE with PCR values: PCR-NN: HEX lines or tpm2_pcrread output; repeat "
                 "for several banks")
@@ -537,8 +560,9 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->callback([convert, &ctx] { ctx.exit_code = run_convert(*convert); });
 
   auto append = std::make_shared<AppendArgs>();
-  c = log->add_subcommand("append", "Measure files and append records to a binary log (crash safe: "
-                                    "durable when the command returns)");
+  c = log->add_subcommand("append",
+                          "Measure files and append records to a binary log (crash safe: "
+                          "durable when the command returns)");
   c->add_option("--template", append->template_name, "ima-ng (default), ima-sig, ima-buf or ima")
       ->check(CLI::IsMember({"ima-ng", "ima-sig", "ima-buf", "ima"}));
   c->add_option("--file-alg", append->file_alg, "File digest algorithm (default sha256)");
@@ -551,7 +575,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
               "If the log ends in a torn record, cut it off (and report it) instead of failing");
   c->add_flag("--json", append->json, "Print JSON");
   c->add_option("log", append->log, "Binary log file (created if missing)")->required();
-  c->add_option("files", append->files, "Files to measure (or names, with --violation)")->required();
+  c->add_option("files", append->files, "Files to measure (or names, with --violation)")
+      ->required();
   c->callback([append, &ctx] { ctx.exit_code = run_append(*append); });
 }
 

@@ -3,11 +3,15 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 #include "cmd/ctrust/cli.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("ctrust");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("ctrust: %l: %v");
@@ -37,4 +41,19 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : ctrust::cli::kExitUsage;
   }
   return ctx.exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Errors are values inside ctrust; an exception here is a bug in a library we call (for
+  // example std::bad_alloc). Say so on one line instead of aborting.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ctrust: error: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ctrust: error: internal error\n");
+  }
+  return ctrust::cli::kExitError;
 }
