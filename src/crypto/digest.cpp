@@ -55,11 +55,14 @@ std::string_view hash_name(HashAlg alg) {
 }
 
 std::optional<HashAlg> parse_hash_alg(std::string_view name) {
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // Called once per log entry: compare case-insensitively without allocating.
+  auto same = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == y;
+           });
+  };
   for (HashAlg alg : kAllHashAlgs) {
-    if (lower == hash_name(alg)) return alg;
+    if (same(name, hash_name(alg))) return alg;
   }
   return std::nullopt;
 }

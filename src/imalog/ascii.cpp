@@ -6,6 +6,7 @@
 
 #include "util/endian.h"
 #include "util/file.h"
+#include "util/text.h"
 
 namespace ctrust::imalog {
 namespace {
@@ -37,8 +38,8 @@ Result<void> append_hex_field(Bytes& data, std::string_view hex, FieldId id) {
 Result<void> append_digest_field(Bytes& data, std::string_view tok, FieldId id, bool with_type) {
   std::size_t colon = tok.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
-    return line_error(std::string(field_name(id)) + ": expected ALG:HEX, got '" +
-                      std::string(tok.substr(0, 80)) + "'");
+    return line_error(std::string(field_name(id)) + ": expected ALG:HEX, got '" + printable(tok) +
+                      "'");
   }
   std::string_view prefix = tok.substr(0, colon + 1);
   bool has_type = prefix.substr(0, colon).find(':') != std::string_view::npos;
@@ -86,7 +87,7 @@ Result<Entry> parse_ascii_line(std::string_view line) {
   std::string_view tname = take_token(rest, false);
   const TemplateDesc* desc = find_template(tname);
   if (desc == nullptr) {
-    return Error(Errc::kUnsupported, "unknown template '" + std::string(tname.substr(0, 40)) + "'");
+    return Error(Errc::kUnsupported, "unknown template '" + printable(tname) + "'");
   }
   e.template_name = std::string(tname);
 
@@ -158,7 +159,7 @@ Result<void> append_ascii(std::string& out, const Entry& e) {
   CTRUST_ASSIGN_OR_RETURN(Fields f, parse_fields(e));
   const TemplateDesc* desc = find_template(e.template_name);
   if (f.name.find_first_of(" \n") != std::string_view::npos) {
-    return Error(Errc::kUnsupported, "name '" + std::string(f.name.substr(0, 200)) +
+    return Error(Errc::kUnsupported, "name '" + printable(f.name) +
                                          "' contains a space or newline, which the ASCII form "
                                          "cannot represent (use the binary form or JSON)");
   }

@@ -5,6 +5,7 @@
 
 #include "util/endian.h"
 #include "util/file.h"
+#include "util/text.h"
 
 namespace ctrust::imalog {
 namespace {
@@ -133,9 +134,7 @@ Result<bool> BinaryReader::next(Entry& out) {
   std::string_view name(reinterpret_cast<const char*>(p + pos), name_len);
   const TemplateDesc* desc = find_template(name);
   if (desc == nullptr) {
-    std::string shown;
-    for (char c : name) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
-    return error(Errc::kUnsupported, "unknown template '" + shown + "'");
+    return error(Errc::kUnsupported, "unknown template '" + printable(name) + "'");
   }
   pos += name_len;
 
@@ -173,7 +172,8 @@ Result<bool> BinaryReader::next(Entry& out) {
   out.order = format_.order;
   out.template_digest.alg = format_.header_alg;
   std::memcpy(out.template_digest.bytes.data(), p + 4, dsize);
-  out.template_name.assign(name.data(), name.size());
+  // `name` pointed into the buffer before the last ensure(), which may have moved it.
+  out.template_name.assign(reinterpret_cast<const char*>(p + 8 + dsize), name_len);
   out.data.assign(p + data_start, p + data_start + data_len);
   std::size_t record = data_start + data_len;
   cursor_ += record;
@@ -186,6 +186,8 @@ Result<void> append_binary(Bytes& out, const Entry& e) {
   const TemplateDesc* desc = find_template(e.template_name);
   if (desc == nullptr)
     return Error(Errc::kUnsupported, "unknown template '" + e.template_name + "'");
+  // Never write what no reader would accept.
+  CTRUST_TRY(parse_fields(e));
   if (e.order != ByteOrder::kLittle) {
     return Error(Errc::kUnsupported,
                  "a big-endian (host order) record cannot be written in the canonical "

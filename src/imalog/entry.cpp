@@ -27,6 +27,14 @@ const std::array<TemplateDesc, 7>& templates() {
   return kTemplates;
 }
 
+// A non-empty run of [A-Za-z0-9_-], at most `max` long: algorithm and digest-type names.
+bool is_word(std::string_view s, std::size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+  });
+}
+
 std::string_view as_string_view(ByteView b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
@@ -52,13 +60,9 @@ Result<void> parse_prefixed_digest(const Entry& e, FieldId id, ByteView raw, boo
     if (colon == std::string_view::npos) return field_error(e, id, "no digest type");
     *type = prefix.substr(0, colon);
     prefix = prefix.substr(colon + 1);
+    if (!is_word(*type, 16)) return field_error(e, id, "bad digest type");
   }
-  if (prefix.empty() || prefix.size() > 32) return field_error(e, id, "bad algorithm name");
-  for (char c : prefix) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
-      return field_error(e, id, "bad algorithm name");
-    }
-  }
+  if (!is_word(prefix, 32)) return field_error(e, id, "bad algorithm name");
   *alg = prefix;
   *digest = raw.subspan(static_cast<std::size_t>(nul - raw.begin()) + 1);
   if (auto known = crypto::parse_hash_alg(*alg); known && digest->size() != digest_size(*known)) {

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "util/text.h"
+
 namespace ctrust::imalog {
 namespace {
 
@@ -126,7 +128,7 @@ Result<ExpectedPcrs> parse_pcr_file(std::string_view text, std::optional<HashAlg
       auto alg = crypto::parse_hash_alg(line.substr(0, line.size() - 1));
       if (!alg) {
         return Error(Errc::kFormat, "line " + std::to_string(line_no) + ": unknown bank '" +
-                                        std::string(line.substr(0, 20)) + "'");
+                                        printable(line.substr(0, line.size() - 1)) + "'");
       }
       section = alg;
       continue;
@@ -186,20 +188,25 @@ struct PassResult {
 
 Result<PassResult> replay_pass(const SourceFactory& open, const std::vector<HashAlg>& banks,
                                const std::vector<HashAlg>& padded,
-                               const std::function<void(std::uint64_t)>& progress) {
+                               const std::function<void(std::uint64_t)>& progress,
+                               const std::string& name) {
+  auto where = [&](Error e) {
+    return name.empty() ? std::move(e) : std::move(e).with_context(name);
+  };
   CTRUST_ASSIGN_OR_RETURN(std::unique_ptr<EntrySource> src, open());
   Replayer replayer(banks, padded);
   PassResult r;
   Entry e;
   std::uint64_t last_offset = 0;
   for (;;) {
-    CTRUST_ASSIGN_OR_RETURN(bool more, src->next(e));
-    if (!more) break;
+    auto more = src->next(e);
+    if (!more) return where(std::move(more).error());
+    if (!*more) break;
     ++r.entries;
     auto status = replayer.add(e);
     if (!status) {
-      return Error(status.error().code(),
-                   "entry " + std::to_string(r.entries) + ": " + status.error().message());
+      return where(Error(status.error().code(),
+                         "entry " + std::to_string(r.entries) + ": " + status.error().message()));
     }
     if (*status == EntryStatus::kViolation) {
       if (r.violation_entries.size() < VerifyReport::kMaxListed)
@@ -237,12 +244,13 @@ std::vector<PcrMismatch> compare(const PcrBank& bank,
 }  // namespace
 
 Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& expected,
-                                const std::function<void(std::uint64_t)>& progress) {
+                                const std::function<void(std::uint64_t)>& progress,
+                                const std::string& source_name) {
   std::vector<HashAlg> banks;
   for (const auto& [alg, values] : expected) banks.push_back(alg);
   if (banks.empty()) return Error(Errc::kInvalidArgument, "no PCR values to verify against");
 
-  CTRUST_ASSIGN_OR_RETURN(PassResult first, replay_pass(open, banks, {}, progress));
+  CTRUST_ASSIGN_OR_RETURN(PassResult first, replay_pass(open, banks, {}, progress, source_name));
   VerifyReport report;
   report.entries = first.entries;
   report.violations = first.violations;
@@ -264,7 +272,7 @@ Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& e
     }
   }
   if (!retry.empty()) {
-    CTRUST_ASSIGN_OR_RETURN(PassResult second, replay_pass(open, retry, retry, {}));
+    CTRUST_ASSIGN_OR_RETURN(PassResult second, replay_pass(open, retry, retry, {}, source_name));
     for (std::size_t i = 0; i < retry.size(); ++i) {
       const PcrBank& padded_bank = second.banks[i];
       if (compare(padded_bank, expected.at(retry[i])).empty()) {

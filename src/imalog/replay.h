@@ -84,9 +84,11 @@ struct VerifyReport {
 
 // Replays the log from `open()` against `expected` (every bank it names). A bank that does
 // not match is replayed a second time in the SHA-1-padded variant and reported if that
-// matches. `open` is called once per pass.
+// matches. `open` is called once per pass. Errors while reading are prefixed with
+// `source_name` (a file name) so they say where they happened.
 using SourceFactory = std::function<Result<std::unique_ptr<EntrySource>>()>;
 Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& expected,
-                                const std::function<void(std::uint64_t)>& progress = {});
+                                const std::function<void(std::uint64_t)>& progress = {},
+                                const std::string& source_name = {});
 
 }  // namespace ctrust::imalog

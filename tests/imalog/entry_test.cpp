@@ -119,6 +119,31 @@ TEST(Entry, MalformedTemplateDataIsRejectedWithTheField) {
   EXPECT_TRUE(parse_fields(e).ok());
 }
 
+// ima-ngv2: "type:alg:" NUL digest. An empty type once printed as "alg:hex" in the ASCII
+// form, which then did not parse back (found by fuzz_ascii_reader).
+TEST(Entry, DigestTypeOfNgV2MustBeAWord) {
+  auto make = [](const std::string& prefix) {
+    Entry e;
+    e.template_name = "ima-ngv2";
+    append_le32(e.data, static_cast<std::uint32_t>(prefix.size() + 1 + 32));
+    e.data.insert(e.data.end(), prefix.begin(), prefix.end());
+    e.data.push_back(0);
+    e.data.insert(e.data.end(), 32, 0x11);
+    append_le32(e.data, 3);
+    e.data.insert(e.data.end(), {'/', 'x', 0});
+    return e;
+  };
+  Entry ng = make("ima:sha256:");  // Fields are views into it: keep it alive
+  auto good = parse_fields(ng);
+  ASSERT_TRUE(good.ok()) << good.error().message();
+  EXPECT_EQ(good->digest_type, "ima");
+  EXPECT_EQ(good->digest_alg, "sha256");
+  EXPECT_TRUE(parse_fields(make("verity:sha256:")).ok());
+  for (const char* bad : {":sha256:", "i a:sha256:", "ima::", "sha256:"}) {
+    EXPECT_FALSE(parse_fields(make(bad)).ok()) << bad;
+  }
+}
+
 TEST(Entry, BuildersRejectBadInput) {
   MeasurementSpec spec;
   spec.name = "/x";

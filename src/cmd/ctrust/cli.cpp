@@ -12,7 +12,21 @@ constexpr std::uint64_t kMinProgressTotal = 64ull << 20;
 }  // namespace
 
 int report_error(const std::string& message) {
-  std::fprintf(stderr, "ctrust: error: %s\n", message.c_str());
+  // Messages quote file names and untrusted input: control characters never reach the
+  // terminal (UTF-8 passes unchanged).
+  std::string safe;
+  safe.reserve(message.size());
+  for (char ch : message) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      safe += buf;
+    } else {
+      safe += ch;
+    }
+  }
+  std::fprintf(stderr, "ctrust: error: %s\n", safe.c_str());
   return kExitError;
 }
 

@@ -98,25 +98,21 @@ std::string digest_text(std::string_view alg, ByteView bytes) {
   return s;
 }
 
-nlohmann::json entry_json(const Entry& e, std::uint64_t index) {
+Result<nlohmann::json> entry_json(const Entry& e, std::uint64_t index) {
+  CTRUST_ASSIGN_OR_RETURN(imalog::Fields f, imalog::parse_fields(e));
   nlohmann::json j = {{"index", index},
                       {"pcr", e.pcr},
                       {"template_digest", digest_text(crypto::hash_name(e.template_digest.alg),
                                                       e.template_digest.view())},
                       {"template", e.template_name},
                       {"violation", e.is_violation()}};
-  auto f = imalog::parse_fields(e);
-  if (!f) {
-    j["error"] = f.error().message();
-    return j;
-  }
-  if (!f->file_digest.empty()) j["file_digest"] = digest_text(f->digest_alg, f->file_digest);
-  if (!f->digest_type.empty()) j["digest_type"] = f->digest_type;
-  j["name"] = f->name;
-  if (!f->sig.empty()) j["sig"] = to_hex(f->sig);
-  if (!f->buf.empty()) j["buf"] = to_hex(f->buf);
-  if (!f->modsig.empty()) j["modsig"] = to_hex(f->modsig);
-  if (!f->dmodsig.empty()) j["d_modsig"] = digest_text(f->dmodsig_alg, f->dmodsig);
+  if (!f.file_digest.empty()) j["file_digest"] = digest_text(f.digest_alg, f.file_digest);
+  if (!f.digest_type.empty()) j["digest_type"] = f.digest_type;
+  j["name"] = f.name;
+  if (!f.sig.empty()) j["sig"] = to_hex(f.sig);
+  if (!f.buf.empty()) j["buf"] = to_hex(f.buf);
+  if (!f.modsig.empty()) j["modsig"] = to_hex(f.modsig);
+  if (!f.dmodsig.empty()) j["d_modsig"] = digest_text(f.dmodsig_alg, f.dmodsig);
   return j;
 }
 
@@ -135,8 +131,8 @@ int run_show(const ShowArgs& args) {
   auto r = for_each_entry(args.in, [&](const Entry& e) -> Result<void> {
     ++index;
     if (json) {
-      std::string text =
-          entry_json(e, index).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      CTRUST_ASSIGN_OR_RETURN(nlohmann::json j, entry_json(e, index));
+      std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       std::fprintf(stdout, "%s\n  %s", index == 1 ? "" : ",", text.c_str());
       return ok_result();
     }
@@ -261,7 +257,7 @@ int run_verify(const VerifyArgs& args) {
   if (!expected) return report_error(expected.error());
   Progress progress("verifying", args.in.file_size());
   auto report = imalog::verify_log([&] { return args.in.open(); }, *expected,
-                                   [&](std::uint64_t n) { progress.advance(n); });
+                                   [&](std::uint64_t n) { progress.advance(n); }, args.in.path);
   progress.finish();
   if (!report) return report_error(report.error());
   const imalog::VerifyReport& rep = *report;
