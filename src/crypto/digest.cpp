@@ -16,9 +16,6 @@
 namespace ctrust::crypto {
 namespace {
 
-// Big enough to amortise the syscall, small enough to stay in L2 while it is hashed.
-constexpr std::size_t kChunkSize = std::size_t{256} * 1024;
-
 const char* openssl_name(HashAlg alg) {
   switch (alg) {
     case HashAlg::kSha1:
@@ -158,38 +155,6 @@ Result<Digest> digest_concat(HashAlg alg, ByteView a, ByteView b) {
 }
 
 Result<Digest> digest_bytes(HashAlg alg, ByteView data) { return digest_concat(alg, data, {}); }
-
-Result<std::uint64_t> for_each_chunk(int fd, const std::function<Result<void>(ByteView)>& sink,
-                                     const ProgressFn& progress) {
-  thread_local std::vector<std::uint8_t> buf(kChunkSize);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return errno_error("cannot stat", errno);
-  // Files are read with pread() so the fd's offset is untouched; pipes can only be read().
-  const bool seekable = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
-  std::uint64_t total = 0;
-  for (;;) {
-    std::size_t n = 0;
-    if (seekable) {
-      CTRUST_ASSIGN_OR_RETURN(n, pread_full(fd, buf, static_cast<off_t>(total)));
-    } else {
-      ssize_t got = ::read(fd, buf.data(), buf.size());
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) return errno_error("read failed", errno);
-      n = static_cast<std::size_t>(got);
-      if (n == 0) break;
-      CTRUST_TRY(sink(ByteView(buf.data(), n)));
-      total += n;
-      if (progress) progress(n);
-      continue;
-    }
-    if (n == 0) break;
-    CTRUST_TRY(sink(ByteView(buf.data(), n)));
-    total += n;
-    if (progress) progress(n);
-    if (n < buf.size()) break;
-  }
-  return total;
-}
 
 Result<Digest> digest_fd(HashAlg alg, int fd, const ProgressFn& progress) {
   CTRUST_ASSIGN_OR_RETURN(Hasher hasher, Hasher::create(alg));

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "util/file.h"
 #include "util/hex.h"
 #include "util/result.h"
 #include "util/unique_handle.h"
@@ -99,16 +100,10 @@ Result<Digest> digest_bytes(HashAlg alg, ByteView data);
 // One-shot digest of the concatenation a || b (PCR extend: H(old || new)).
 Result<Digest> digest_concat(HashAlg alg, ByteView a, ByteView b);
 
-// Called with the number of bytes just consumed, for progress bars.
-using ProgressFn = std::function<void(std::uint64_t)>;
+using ctrust::ProgressFn;
 
 // Streams an open fd from offset 0 with pread() (the fd's offset is not moved).
 Result<Digest> digest_fd(HashAlg alg, int fd, const ProgressFn& progress = {});
 Result<Digest> digest_file(HashAlg alg, const std::string& path, const ProgressFn& progress = {});
-
-// Reads `fd` from offset 0 to end of file in large chunks and calls `sink` on each.
-// Shared by every whole-file hash so there is one careful read loop.
-Result<std::uint64_t> for_each_chunk(int fd, const std::function<Result<void>(ByteView)>& sink,
-                                     const ProgressFn& progress = {});
 
 }  // namespace ctrust::crypto

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -29,5 +30,18 @@ Result<Bytes> read_file(const std::string& path, std::size_t max_size);
 // Writes `data` to `path` atomically: a temporary file in the same directory with `mode`,
 // fsync, rename over `path`, fsync of the directory. Never leaves a partial file behind.
 Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode);
+
+// Called with the number of bytes just consumed, for progress bars.
+using ProgressFn = std::function<void(std::uint64_t)>;
+
+// Reads `fd` from offset 0 to its end and calls `sink` on each chunk, in order: the one
+// careful read loop behind every whole-file hash. Regular files and block devices are read
+// with pread() (the fd's offset is not moved); pipes with read(). Files of
+// kPipelineThreshold bytes or more are read ahead by a second thread into a few buffers, so
+// the copy out of the page cache overlaps with `sink` (hashing stays on the calling
+// thread). Stops at the first error from reading or from `sink`. Returns the byte count.
+inline constexpr std::uint64_t kPipelineThreshold = std::uint64_t{8} << 20;
+Result<std::uint64_t> for_each_chunk(int fd, const std::function<Result<void>(ByteView)>& sink,
+                                     const ProgressFn& progress = {});
 
 }  // namespace ctrust
