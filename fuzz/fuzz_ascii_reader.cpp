@@ -23,8 +23,8 @@ void check_round_trip(const Entry& e) {
   if (line.find('\n') != std::string::npos) __builtin_trap();
   auto again = ctrust::imalog::parse_ascii_line(line);
   if (!again) __builtin_trap();
-  if (again->pcr != e.pcr || again->template_name != e.template_name ||
-      again->data != e.data || !(again->template_digest == e.template_digest)) {
+  if (again->pcr != e.pcr || again->template_name != e.template_name || again->data != e.data ||
+      !(again->template_digest == e.template_digest)) {
     __builtin_trap();
   }
 }
