@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "support/temp_dir.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -78,13 +80,8 @@ TEST(Digest, FromHexAndBytesCheckLength) {
 
 class DigestFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ctrust-digest-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  testing::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(DigestFileTest, FileAndFdDigestsMatchBufferDigest) {

@@ -1,4 +1,5 @@
 #include "crypto/keys.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <openssl/err.h>
@@ -56,25 +57,7 @@ PublicKey public_of(const PrivateKey& key) {
 
 Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ctrust-keys-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using ctrust::testing::TempDir;
 
 void write_file(const std::string& path, std::string_view data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "support/temp_dir.h"
 #include "test_util.h"
 #include "util/endian.h"
 #include "util/file.h"
@@ -163,9 +164,8 @@ TEST(Binary, BigEndianHostOrderLogsAreRead) {
 }
 
 TEST(Binary, StreamsFilesLargerThanItsBuffer) {
-  char tmpl[] = "/tmp/ctrust-binary-test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
+  ctrust::testing::TempDir tmp;
+  std::string dir = tmp.path();
   Bytes bytes;
   const std::size_t n = 60000;  // about 6 MiB, three times the reader's buffer
   for (std::size_t i = 0; i < n; ++i) {
@@ -196,7 +196,6 @@ TEST(Binary, StreamsFilesLargerThanItsBuffer) {
   EXPECT_EQ(wrong_names, 0u);
   EXPECT_TRUE(same(last, big));
   EXPECT_EQ(r->offset(), bytes.size());
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 #include "imalog/log_writer.h"
 
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "support/temp_dir.h"
 
 #include <filesystem>
 #include <thread>
@@ -21,14 +23,6 @@ using testing::ng_entry;
 
 class LogWriterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ctrust-writer-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/log";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   std::uint64_t count_entries() {
     auto r = BinaryReader::open(path_, BinaryFormat{HashAlg::kSha1, ByteOrder::kLittle});
     EXPECT_TRUE(r.ok());
@@ -39,8 +33,9 @@ class LogWriterTest : public ::testing::Test {
   }
   std::uint64_t file_size() { return std::filesystem::file_size(path_); }
 
-  std::string dir_;
-  std::string path_;
+  ctrust::testing::TempDir tmp_;
+  std::string dir_ = tmp_.path();
+  std::string path_ = tmp_.file("log");
 };
 
 TEST_F(LogWriterTest, AppendsAndReopens) {

@@ -1,6 +1,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "support/temp_dir.h"
 
 #include <filesystem>
 
@@ -11,13 +13,6 @@ namespace {
 
 class ChunksTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ctrust-chunks-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   std::string make_file(std::size_t size) {
     Bytes data(size);
     for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>((i * 131) >> 7);
@@ -27,7 +22,8 @@ class ChunksTest : public ::testing::Test {
     return path;
   }
 
-  std::string dir_;
+  testing::TempDir tmp_;
+  std::string dir_ = tmp_.path();
   Bytes data_;
 };
 

@@ -1,7 +1,9 @@
 #include "util/file.h"
 
 #include <gtest/gtest.h>
+
 #include <sys/stat.h>
+#include "support/temp_dir.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,13 +13,8 @@ namespace {
 
 class FileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ctrust-file-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  testing::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(FileTest, AtomicWriteThenRead) {
