@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "imalog/binary.h"
+#include "util/file.h"
 
 namespace ctrust::imalog {
 
@@ -26,6 +27,28 @@ Result<LogWriter> LogWriter::open(const std::string& path, const LogWriterOption
   struct stat st {};
   if (::fstat(w.fd_.get(), &st) != 0) return errno_error("cannot stat log " + path, errno);
   if (!S_ISREG(st.st_mode)) return Error(Errc::kInvalidArgument, path + " is not a regular file");
+
+  auto file_size = static_cast<std::uint64_t>(st.st_size);
+  // Before anything else, make sure this is a binary log in the format asked for: a
+  // mismatch would make every record look corrupt, and a repair would then erase the log.
+  if (file_size > 0) {
+    std::uint8_t head[8 + crypto::kMaxDigestSize + kMaxTemplateNameLen];
+    CTRUST_ASSIGN_OR_RETURN(std::size_t n, pread_full(w.fd_.get(), head, 0));
+    auto found = detect_binary_format(ByteView(head, n));
+    if (!found) {
+      return Error(Errc::kFormat, path +
+                                      " does not start with a binary measurement-list record; "
+                                      "refusing to append to it or repair it");
+    }
+    if (found->header_alg != options.header_alg || found->order != ByteOrder::kLittle) {
+      return Error(Errc::kInvalidArgument,
+                   "log " + path + " has " + std::string(crypto::hash_name(found->header_alg)) +
+                       (found->order == ByteOrder::kBig ? " big-endian" : "") +
+                       " header digests, not " +
+                       std::string(crypto::hash_name(options.header_alg)) +
+                       " (give the log's own header algorithm)");
+    }
+  }
 
   // Scan what is there: every record must be whole and well-formed.
   UniqueFd scan_fd(::fcntl(w.fd_.get(), F_DUPFD_CLOEXEC, 0));
@@ -47,7 +70,6 @@ Result<LogWriter> LogWriter::open(const std::string& path, const LogWriterOption
   }
   w.entries_ = reader.count();
   w.size_ = reader.offset();
-  auto file_size = static_cast<std::uint64_t>(st.st_size);
   if (tail_error) {
     if (options.tail_policy == TailPolicy::kFail) {
       return Error(tail_error->code(),

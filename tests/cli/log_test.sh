@@ -177,6 +177,14 @@ check "append --repair" "$CTRUST" log append --repair torn.log hello
 check_eq "repair is reported" "$(grep -c 'removed a torn tail' "$WORK/.err")" "1"
 check_eq "6 + 1 entries" "$("$CTRUST" log show torn.log | wc -l)" "7"
 
+# --repair never erases a log it does not understand.
+cp a256.log keep.log
+check_exit "repair refuses a sha256-header log opened as sha1" 3 "$CTRUST" log append --repair keep.log hello
+check "which is left untouched" cmp a256.log keep.log
+check "with its own header algorithm it appends" "$CTRUST" log append --header-alg sha256 keep.log hello
+check_exit "repair refuses an ASCII file" 3 "$CTRUST" log append --repair a.txt hello
+check "which is left untouched" cmp a.txt <("$CTRUST" log show a.log)
+
 for c in "log" "log show" "log replay" "log verify" "log convert" "log append"; do
   check "help: $c" "$CTRUST" $c --help
 done

@@ -99,6 +99,32 @@ TEST_F(LogWriterTest, ZeroFilledTailIsDetected) {
       << w.error().message();
 }
 
+// A log in another header format, or no binary log at all, is refused before any scan: a
+// repair would otherwise see every record as corrupt and erase the whole file.
+TEST_F(LogWriterTest, RepairNeverErasesALogOfAnotherFormat) {
+  LogWriterOptions sha256;
+  sha256.header_alg = HashAlg::kSha256;
+  {
+    auto w = LogWriter::open(path_, sha256);
+    ASSERT_TRUE(w->append(ng_entry("/a", "a", HashAlg::kSha256)).ok());
+  }
+  std::uint64_t size = file_size();
+  LogWriterOptions repair;
+  repair.tail_policy = TailPolicy::kTruncate;  // header_alg sha1: the wrong one
+  auto w = LogWriter::open(path_, repair);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.error().message().find("has sha256 header digests"), std::string::npos)
+      << w.error().message();
+  EXPECT_EQ(file_size(), size);
+
+  std::string text = dir_ + "/ascii";
+  ASSERT_TRUE(write_file_atomic(text, as_bytes("10 abc ima-ng sha256:00 /x\n"), 0600).ok());
+  auto a = LogWriter::open(text, repair);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message().find("refusing"), std::string::npos);
+  EXPECT_EQ(std::filesystem::file_size(text), 27u);
+}
+
 TEST_F(LogWriterTest, OneWriterAtATime) {
   auto first = LogWriter::open(path_);
   ASSERT_TRUE(first.ok());
