@@ -185,6 +185,14 @@ check "with its own header algorithm it appends" "$CTRUST" log append --header-a
 check_exit "repair refuses an ASCII file" 3 "$CTRUST" log append --repair a.txt hello
 check "which is left untouched" cmp a.txt <("$CTRUST" log show a.log)
 
+# Levelled logs go to stderr and follow --log-level.
+check "debug log" "$CTRUST" --log-level debug log show a256.log
+check_eq "says the detected form" "$(grep -c 'ctrust: debug: a256.log: binary form, sha256 header digests, little-endian' "$WORK/.err")" "1"
+check "info log" "$CTRUST" --log-level info log verify --pcrs a.sha256 a.log
+check_eq "says what verify did" "$(grep -c 'ctrust: info: a.log: 7 entries replayed into 1 bank' "$WORK/.err")" "1"
+check "quiet by default" "$CTRUST" log verify --pcrs a.sha256 a.log
+check_eq "no log lines at the default level" "$(wc -c <"$WORK/.err")" "0"
+
 for c in "log" "log show" "log replay" "log verify" "log convert" "log append"; do
   check "help: $c" "$CTRUST" $c --help
 done

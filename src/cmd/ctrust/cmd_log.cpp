@@ -1,7 +1,9 @@
 // ctrust log: show, replay, verify, convert and append IMA measurement lists.
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -57,6 +59,13 @@ struct InputArgs {
     CTRUST_ASSIGN_OR_RETURN(imalog::OpenOptions o, options());
     auto src = imalog::open_log(path, o);
     if (!src) return std::move(src).error().with_context(path);
+    if (const auto* bin = dynamic_cast<const imalog::BinaryReader*>(src->get())) {
+      spdlog::debug("{}: binary form, {} header digests, {}-endian", path,
+                    crypto::hash_name(bin->format().header_alg),
+                    bin->format().order == imalog::ByteOrder::kBig ? "big" : "little");
+    } else {
+      spdlog::debug("{}: ASCII form", path);
+    }
     return src;
   }
 
@@ -256,11 +265,15 @@ int run_verify(const VerifyArgs& args) {
   auto expected = load_expected(args.pcr_files);
   if (!expected) return report_error(expected.error());
   Progress progress("verifying", args.in.file_size());
+  auto started = std::chrono::steady_clock::now();
   auto report = imalog::verify_log([&] { return args.in.open(); }, *expected,
                                    [&](std::uint64_t n) { progress.advance(n); }, args.in.path);
   progress.finish();
   if (!report) return report_error(report.error());
   const imalog::VerifyReport& rep = *report;
+  spdlog::info("{}: {} entries replayed into {} bank(s) in {:.3f} s", args.in.path, rep.entries,
+               rep.replayed.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 
   auto pcr_name = [](const imalog::PcrMismatch& m) {
     return std::string(crypto::hash_name(m.bank)) + " PCR-" + (m.pcr < 10 ? "0" : "") +
