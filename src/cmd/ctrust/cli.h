@@ -60,5 +60,6 @@ class Progress {
 void register_digest_commands(CLI::App& app, Context& ctx);
 void register_log_commands(CLI::App& app, Context& ctx);
 void register_key_commands(CLI::App& app, Context& ctx);
+void register_image_commands(CLI::App& app, Context& ctx);
 
 }  // namespace ctrust::cli
