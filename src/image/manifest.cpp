@@ -161,7 +161,10 @@ struct Walk {
         }
         std::string name = de->d_name;
         if (name == "." || name == "..") continue;
-        CTRUST_TRY(add(dir_fd, name, dir == "/" ? "/" + name : dir + "/" + name, subdirs));
+        std::string path = dir;
+        if (dir != "/") path += '/';
+        path += name;
+        CTRUST_TRY(add(dir_fd, name, path, subdirs));
       }
       pending.insert(pending.end(), subdirs.begin(), subdirs.end());
     }
