@@ -206,8 +206,15 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
         d = std::move(x).error();
       } else {
         d = crypto::fsverity_digest_fd(fd->get(), params, options.progress);
-        if (d && st.st_size != static_cast<off_t>(e.size)) {
-          d = Error(Errc::kIo, printable(e.path, 256) + " changed size while the image was read");
+        // A file written while it was hashed (a running container's root can change under
+        // us) would give a digest of neither version: compare the inode before and after.
+        struct stat after {};
+        if (d && (st.st_size != static_cast<off_t>(e.size) || ::fstat(fd->get(), &after) != 0 ||
+                  after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+                  after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
+                  after.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+                  after.st_ctim.tv_nsec != st.st_ctim.tv_nsec)) {
+          d = Error(Errc::kIo, printable(e.path, 256) + " changed while the image was read");
         }
       }
       if (!d) {
