@@ -238,20 +238,7 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
 }  // namespace
 
 std::string escape_bytes(std::string_view raw) {
-  std::string out;
-  out.reserve(raw.size());
-  for (char ch : raw) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c > 0x20 && c < 0x7f && c != '\\') {
-      out += ch;
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return out;
+  return escape_bytes_if(raw, [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '\\'; });
 }
 
 std::string Manifest::text() const {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <utility>
 
 namespace ctrust {
 
@@ -63,29 +64,50 @@ Result<Bytes> read_file(const std::string& path, std::size_t max_size) {
   return out;
 }
 
-Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode) {
+Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string tmpl = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
-  int raw = ::mkstemp(tmpl.data());
+  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  int raw = ::mkstemp(tmp.data());
   if (raw < 0) return errno_error("cannot create a temporary file beside " + path, errno);
-  UniqueFd fd(raw);
-  auto fail = [&](Error e) {
-    ::unlink(tmpl.c_str());
-    return e;
-  };
-  if (::fchmod(fd.get(), mode) != 0) return fail(errno_error("cannot set mode of " + tmpl, errno));
-  if (auto r = write_all(fd.get(), data); !r) {
-    return fail(std::move(r).error().with_context("writing " + path));
+  AtomicFile file(path, tmp, UniqueFd(raw));
+  if (::fchmod(raw, mode) != 0) return errno_error("cannot set mode of " + tmp, errno);
+  return file;
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      tmp_(std::exchange(other.tmp_, std::string())),
+      fd_(std::move(other.fd_)) {}
+
+AtomicFile::~AtomicFile() {
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+Result<void> AtomicFile::write(ByteView data) {
+  auto r = write_all(fd_.get(), data);
+  if (!r) return std::move(r).error().with_context("writing " + path_);
+  return r;
+}
+
+Result<void> AtomicFile::commit() {
+  if (::fsync(fd_.get()) != 0) return errno_error("cannot sync " + tmp_, errno);
+  fd_.reset();
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return errno_error("cannot rename " + tmp_ + " to " + path_, errno);
   }
-  if (::fsync(fd.get()) != 0) return fail(errno_error("cannot sync " + tmpl, errno));
-  fd.reset();
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
-    return fail(errno_error("cannot rename " + tmpl + " to " + path, errno));
-  }
+  tmp_.clear();
+  std::filesystem::path target(path_);
+  std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dfd) ::fsync(dfd.get());  // best effort: the rename is already visible
   return ok_result();
+}
+
+Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode) {
+  CTRUST_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(path, mode));
+  CTRUST_TRY(file.write(data));
+  return file.commit();
 }
 
 }  // namespace ctrust

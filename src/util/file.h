@@ -27,8 +27,31 @@ Result<void> write_all(int fd, ByteView data);
 // Reads a whole file, refusing files larger than `max_size` bytes.
 Result<Bytes> read_file(const std::string& path, std::size_t max_size);
 
-// Writes `data` to `path` atomically: a temporary file in the same directory with `mode`,
-// fsync, rename over `path`, fsync of the directory. Never leaves a partial file behind.
+// A file that appears at `path` whole or not at all: written to a temporary file in the
+// same directory, then fsync'ed and renamed over `path` by commit(). Destroyed without a
+// commit, it removes the temporary file, so a failure never leaves a partial file behind.
+class AtomicFile {
+ public:
+  static Result<AtomicFile> create(const std::string& path, mode_t mode);
+  AtomicFile(AtomicFile&& other) noexcept;
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+
+  int fd() const { return fd_.get(); }
+  Result<void> write(ByteView data);
+  Result<void> commit();
+
+ private:
+  AtomicFile(std::string path, std::string tmp, UniqueFd fd)
+      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(std::move(fd)) {}
+  std::string path_;
+  std::string tmp_;  // empty once committed or moved from
+  UniqueFd fd_;
+};
+
+// Writes `data` to `path` with an AtomicFile.
 Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode);
 
 // Called with the number of bytes just consumed, for progress bars.

@@ -1,23 +1,27 @@
 #include "util/text.h"
 
-#include <cstdio>
-
 namespace ctrust {
 
-std::string printable(std::string_view s, std::size_t max) {
+std::string escape_bytes_if(std::string_view raw, bool (*keep)(unsigned char)) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  std::size_t n = s.size() < max ? s.size() : max;
-  out.reserve(n + 8);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
+  out.reserve(raw.size());
+  for (char ch : raw) {
+    auto c = static_cast<unsigned char>(ch);
+    if (keep(c)) {
+      out += ch;
     } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
     }
   }
+  return out;
+}
+
+std::string printable(std::string_view s, std::size_t max) {
+  std::string out = escape_bytes_if(
+      s.substr(0, max), [](unsigned char c) { return c >= 0x20 && c < 0x7f && c != '\\'; });
   if (s.size() > max) out += "...";
   return out;
 }

@@ -33,6 +33,25 @@ TEST_F(FileTest, AtomicWriteThenRead) {
   EXPECT_EQ(*read_file(path, 100), Bytes{9});
 }
 
+TEST_F(FileTest, AtomicFileAppearsOnlyOnCommit) {
+  std::string path = dir_ + "/streamed";
+  {
+    auto f = AtomicFile::create(path, 0644);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->write(as_bytes("part")).ok());
+    // Dropped without commit: neither the target nor the temporary file remains.
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 0);
+  auto f = AtomicFile::create(path, 0644);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f->write(as_bytes("one ")).ok());
+  ASSERT_TRUE(f->write(as_bytes("two")).ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  ASSERT_TRUE(f->commit().ok());
+  EXPECT_EQ(*read_file(path, 100), Bytes(as_bytes("one two").begin(), as_bytes("one two").end()));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1);
+}
+
 TEST_F(FileTest, ReadRespectsLimitAndReportsMissingFiles) {
   std::string path = dir_ + "/big";
   ASSERT_TRUE(write_file_atomic(path, Bytes(1000, 7), 0600).ok());

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "util/text.h"
+
 namespace ctrust::cli {
 namespace {
 // Below this much work a bar would only flicker.
@@ -14,18 +16,8 @@ constexpr std::uint64_t kMinProgressTotal = 64ull << 20;
 int report_error(const std::string& message) {
   // Messages quote file names and untrusted input: control characters never reach the
   // terminal (UTF-8 passes unchanged).
-  std::string safe;
-  safe.reserve(message.size());
-  for (char ch : message) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      safe += buf;
-    } else {
-      safe += ch;
-    }
-  }
+  std::string safe =
+      escape_bytes_if(message, [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
   std::fprintf(stderr, "ctrust: error: %s\n", safe.c_str());
   return kExitError;
 }

@@ -89,8 +89,9 @@ int run_digest(const DigestArgs& args) {
                            : crypto::digest_fd(*alg, fd.get(), on_progress);
     if (!d) {
       progress.finish();
-      rc = report_error(std::move(d).error().with_context(file));
-      if (args.json) out.push_back({{"file", file}, {"error", "cannot read"}});
+      Error e = std::move(d).error().with_context(file);
+      rc = report_error(e);
+      if (args.json) out.push_back({{"file", file}, {"error", e.message()}});
       continue;
     }
     std::string alg_name(crypto::hash_name(*alg));

@@ -361,27 +361,19 @@ int run_convert(const ConvertArgs& args) {
     if (!bank) return report_error("unknown --bank '" + args.bank + "'");
   }
   const bool to_ascii = args.to == "ascii";
-  // Write to a temporary file beside OUT and rename, so OUT is never half-written.
-  const bool to_stdout = args.out == "-";
-  std::string tmp;
-  UniqueFd fd;
-  if (to_stdout) {
-    fd.reset(::dup(STDOUT_FILENO));
-  } else {
-    std::filesystem::path target(args.out);
-    std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-    tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
-    fd.reset(::mkstemp(tmp.data()));
-    if (!fd) return report_error(errno_error("cannot create a file beside " + args.out, errno));
+  // OUT appears whole or not at all; standard output is written as it goes.
+  std::optional<AtomicFile> file;
+  if (args.out != "-") {
+    auto created = AtomicFile::create(args.out, 0644);
+    if (!created) return report_error(created.error());
+    file.emplace(std::move(*created));
   }
-  auto cleanup = [&] {
-    if (!tmp.empty()) ::unlink(tmp.c_str());
-  };
+  const int out_fd = file ? file->fd() : STDOUT_FILENO;
   Bytes bin;
   std::string text;
   auto flush = [&]() -> Result<void> {
-    CTRUST_TRY(write_all(fd.get(), bin));
-    CTRUST_TRY(write_all(fd.get(), as_bytes(text)));
+    CTRUST_TRY(write_all(out_fd, bin));
+    CTRUST_TRY(write_all(out_fd, as_bytes(text)));
     bin.clear();
     text.clear();
     return ok_result();
@@ -418,19 +410,8 @@ int run_convert(const ConvertArgs& args) {
     return ok_result();
   });
   if (r) r = flush();
-  if (r && !to_stdout && ::fsync(fd.get()) != 0) r = errno_error("cannot sync " + tmp, errno);
-  if (r && !to_stdout && ::fchmod(fd.get(), 0644) != 0)
-    r = errno_error("cannot chmod " + tmp, errno);
-  if (!r) {
-    cleanup();
-    return report_error(r.error());
-  }
-  fd.reset();
-  if (!to_stdout && ::rename(tmp.c_str(), args.out.c_str()) != 0) {
-    int err = errno;
-    cleanup();
-    return report_error(errno_error("cannot rename to " + args.out, err));
-  }
+  if (r && file) r = file->commit();
+  if (!r) return report_error(r.error());
   return kExitOk;
 }
 
