@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <array>
@@ -472,5 +473,53 @@ std::string Certificate::subject() const {
 }
 
 std::string Certificate::issuer() const { return name_rfc2253(X509_get_issuer_name(cert_.get())); }
+
+// ---------------------------------------------------------------------------------------
+// Chains
+
+namespace {
+// sk_X509_free is a macro; UniquePtr needs a function.
+void free_x509_stack(STACK_OF(X509) * s) { sk_X509_free(s); }
+}  // namespace
+
+Result<std::string> verify_certificate_chain(const Certificate& leaf,
+                                             const std::vector<Certificate>& intermediates,
+                                             const std::vector<Certificate>& anchors,
+                                             std::int64_t at) {
+  if (anchors.empty()) return std::string("no trust anchor certificate was given");
+  UniquePtr<X509_STORE, X509_STORE_free> store(X509_STORE_new());
+  UniquePtr<STACK_OF(X509), free_x509_stack> untrusted(sk_X509_new_null());
+  UniquePtr<X509_STORE_CTX, X509_STORE_CTX_free> ctx(X509_STORE_CTX_new());
+  if (!store || !untrusted || !ctx) return openssl_error("allocating a certificate store");
+  for (const Certificate& a : anchors) {
+    if (X509_STORE_add_cert(store.get(), a.native()) != 1) {
+      return openssl_error("adding trust anchor " + a.subject());
+    }
+  }
+  for (const Certificate& c : intermediates) {
+    // The stack does not own its certificates; `intermediates` outlives it.
+    if (sk_X509_push(untrusted.get(), c.native()) <= 0) {
+      return openssl_error("collecting intermediate certificates");
+    }
+  }
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf.native(), untrusted.get()) != 1) {
+    return openssl_error("preparing certificate verification");
+  }
+  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
+  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at));
+  // An anchor may be an intermediate CA (or the signer's own certificate), not only a root.
+  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_X509_STRICT);
+  int rc = X509_verify_cert(ctx.get());
+  if (rc == 1) {
+    ERR_clear_error();
+    return std::string();
+  }
+  int err = X509_STORE_CTX_get_error(ctx.get());
+  int depth = X509_STORE_CTX_get_error_depth(ctx.get());
+  ERR_clear_error();
+  std::string where = depth == 0 ? "the signer certificate"
+                                 : "certificate " + std::to_string(depth) + " of the chain";
+  return std::string(where) + ": " + X509_verify_cert_error_string(err);
+}
 
 }  // namespace ctrust::crypto

@@ -123,4 +123,13 @@ class Certificate {
   std::shared_ptr<x509_st> cert_;
 };
 
+// Checks that `leaf` chains through `intermediates` to one of `anchors` (which may be
+// roots or intermediate CAs) at time `at` (seconds since the epoch): signatures, validity
+// periods, CA constraints (X509_V_FLAG_X509_STRICT). Returns an empty string when it does,
+// else the reason; an Error only when OpenSSL itself fails.
+Result<std::string> verify_certificate_chain(const Certificate& leaf,
+                                             const std::vector<Certificate>& intermediates,
+                                             const std::vector<Certificate>& anchors,
+                                             std::int64_t at);
+
 }  // namespace ctrust::crypto

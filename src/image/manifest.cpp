@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <thread>
@@ -172,6 +173,18 @@ struct Walk {
   }
 };
 
+Result<void> classify_content(int fd, crypto::HashAlg alg, ManifestEntry& e) {
+  CTRUST_ASSIGN_OR_RETURN(e.content, crypto::digest_fd(alg, fd));
+  std::array<std::uint8_t, 4> head{};
+  CTRUST_ASSIGN_OR_RETURN(std::size_t n, pread_full(fd, head, 0));
+  if (n >= 4 && head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F') {
+    e.kind = ContentKind::kElf;
+  } else if (n >= 2 && head[0] == '#' && head[1] == '!') {
+    e.kind = ContentKind::kScript;
+  }
+  return ok_result();
+}
+
 Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options) {
   // Largest first, so that one huge file does not start last and run alone.
   std::sort(walk.files.begin(), walk.files.end(), [&](const auto& a, const auto& b) {
@@ -206,6 +219,11 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
         d = std::move(x).error();
       } else {
         d = crypto::fsverity_digest_fd(fd->get(), params, options.progress);
+        if (d && options.content_digest) {
+          if (auto c = classify_content(fd->get(), *options.content_digest, e); !c) {
+            d = std::move(c).error();
+          }
+        }
         // A file written while it was hashed (a running container's root can change under
         // us) would give a digest of neither version: compare the inode before and after.
         struct stat after {};

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,13 @@ enum class FileType : char {
   kSocket = 's',
 };
 
+// What a regular file's first bytes say it is (for policies: what can be executed).
+enum class ContentKind : std::uint8_t {
+  kData,
+  kElf,     // "\x7fELF": executables and shared objects
+  kScript,  // "#!": run through an interpreter
+};
+
 struct ManifestEntry {
   std::string path;  // absolute within the image ("/", "/bin/sh"), raw bytes
   FileType type = FileType::kRegular;
@@ -44,12 +52,18 @@ struct ManifestEntry {
   std::uint32_t rdev_major = 0;  // devices
   std::uint32_t rdev_minor = 0;
   std::vector<std::pair<std::string, Bytes>> xattrs;  // sorted by name
+  // Regular files, with ManifestOptions::content_digest only; not part of the manifest
+  // text: the plain digest of the bytes (what IMA measures) and the kind of content.
+  std::optional<crypto::Digest> content;
+  ContentKind kind = ContentKind::kData;
 };
 
 struct ManifestOptions {
   // security.capability is always recorded; these names are recorded too.
   std::vector<std::string> xattrs;
   unsigned threads = 0;  // 0: one per online CPU
+  // Also compute each regular file's plain digest and ContentKind (policy creation).
+  std::optional<crypto::HashAlg> content_digest;
   // Called once after the walk with the number of bytes to hash, then with bytes hashed
   // (from worker threads).
   std::function<void(std::uint64_t)> on_walked;

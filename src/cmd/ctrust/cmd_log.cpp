@@ -14,7 +14,10 @@
 #include "imalog/binary.h"
 #include "imalog/log_writer.h"
 #include "imalog/replay.h"
+#include "policy/check.h"
+#include "policy/policy.h"
 #include "util/file.h"
+#include "util/text.h"
 
 namespace ctrust::cli {
 namespace {
@@ -426,6 +429,7 @@ struct AppendArgs {
   bool violation = false;
   bool repair = false;
   bool json = false;
+  std::string root;
   std::vector<std::string> files;
 };
 
@@ -448,10 +452,19 @@ int run_append(const AppendArgs& args) {
       spec.template_name = args.template_name;
       spec.pcr = args.pcr;
       spec.name = file;
-      auto fd = open_read(file);
+      // With --root, FILE is a path inside that tree (as a container sees it) and is
+      // logged as such.
+      std::string source = file;
+      if (!args.root.empty()) {
+        if (file.empty() || file[0] != '/') {
+          return report_error("with --root, files are absolute paths inside the root: " + file);
+        }
+        source = args.root + file;
+      }
+      auto fd = open_read(source);
       if (!fd) return report_error(fd.error());
       if (args.template_name == "ima-buf") {
-        auto content = read_file(file, imalog::kMaxTemplateDataLen / 2);
+        auto content = read_file(source, imalog::kMaxTemplateDataLen / 2);
         if (!content) return report_error(content.error());
         spec.buf = std::move(*content);
         auto d = crypto::digest_bytes(*file_alg, spec.buf);
@@ -496,6 +509,77 @@ int run_append(const AppendArgs& args) {
   return kExitOk;
 }
 
+struct CheckArgs {
+  InputArgs in;
+  std::string policy;
+  std::string trust;
+  bool no_signature_check = false;
+  bool json = false;
+};
+
+// The policy a log is judged against: verified against the trust anchors (signature,
+// signer, validity now) unless the user explicitly chose not to.
+Result<policy::Policy> load_checked_policy(const CheckArgs& args) {
+  CTRUST_ASSIGN_OR_RETURN(policy::Policy p, policy::load_policy(args.policy));
+  if (args.no_signature_check) {
+    spdlog::warn("{}: signature not checked (--no-signature-check)", args.policy);
+    return p;
+  }
+  CTRUST_ASSIGN_OR_RETURN(policy::TrustAnchors anchors, policy::load_trust_anchors(args.trust));
+  CTRUST_ASSIGN_OR_RETURN(policy::VerifyResult v,
+                          policy::verify_policy(p, anchors, static_cast<std::int64_t>(std::time(nullptr))));
+  if (!v.ok) return Error(Errc::kInvalidArgument, "policy " + args.policy + " is not trusted: " + v.reason);
+  spdlog::info("{}: signed by {}", args.policy, v.signer);
+  return p;
+}
+
+int run_check(const CheckArgs& args) {
+  if (args.trust.empty() && !args.no_signature_check) {
+    return report_error("give --trust ANCHOR to verify the policy's signature (or "
+                        "--no-signature-check to judge against an unverified policy)");
+  }
+  auto p = load_checked_policy(args);
+  if (!p) return report_error(p.error());
+  auto compiled = policy::CompiledPolicy::compile(*p);
+  if (!compiled) return report_error(compiled.error());
+  auto src = args.in.open();
+  if (!src) return report_error(src.error());
+  auto j = policy::judge_log(**src, *compiled);
+  if (!j) return report_error(std::move(j).error().with_context(args.in.path));
+  if (args.json) {
+    nlohmann::json violations = nlohmann::json::array();
+    for (const auto& v : j->violations) {
+      violations.push_back({{"index", v.index},
+                            {"path", printable(v.path, 8192)},
+                            {"digest", v.digest},
+                            {"rule", v.rule},
+                            {"reason", v.reason}});
+    }
+    print_json({{"log", args.in.path},
+                {"policy", args.policy},
+                {"conforms", j->conforms()},
+                {"entries", j->entries},
+                {"allowed", j->allowed},
+                {"excluded", j->excluded},
+                {"skipped", j->skipped},
+                {"violations", violations}});
+  } else {
+    for (const auto& v : j->violations) {
+      std::printf("entry %llu: %s %s: %s: %s\n", static_cast<unsigned long long>(v.index),
+                  printable(v.path, 8192).c_str(), v.digest.empty() ? "-" : v.digest.c_str(),
+                  v.rule.c_str(), v.reason.c_str());
+    }
+    std::printf("%s: %s: %llu entries, %llu allowed, %llu excluded, %llu not files, %zu "
+                "violations\n",
+                args.in.path.c_str(), j->conforms() ? "conforms" : "DOES NOT CONFORM",
+                static_cast<unsigned long long>(j->entries),
+                static_cast<unsigned long long>(j->allowed),
+                static_cast<unsigned long long>(j->excluded),
+                static_cast<unsigned long long>(j->skipped), j->violations.size());
+  }
+  return j->conforms() ? kExitOk : kExitRejected;
+}
+
 }  // namespace
 
 void register_log_commands(CLI::App& app, Context& ctx) {
@@ -538,6 +622,18 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->callback([verify, &ctx] { ctx.exit_code = run_verify(*verify); });
 
   auto convert = std::make_shared<ConvertArgs>();
+  auto check = std::make_shared<CheckArgs>();
+  c = log->add_subcommand("check", "Judge every entry of a measurement list against a policy "
+                                   "(exit 0: conforms, 1: violations)");
+  c->add_option("--policy", check->policy, "Policy file (docs/POLICY.md)")->required();
+  c->add_option("--trust", check->trust,
+                "PEM file of trusted policy signer keys and/or CA certificates");
+  c->add_flag("--no-signature-check", check->no_signature_check,
+              "Judge against the policy without verifying its signature");
+  c->add_flag("--json", check->json, "Print JSON");
+  check->in.add_to(c);
+  c->callback([check, &ctx] { ctx.exit_code = run_check(*check); });
+
   c = log->add_subcommand("convert", "Convert between the binary and ASCII forms");
   c->add_option("--to", convert->to, "Output form: binary or ascii")
       ->required()
@@ -564,6 +660,9 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_flag("--repair", append->repair,
               "If the log ends in a torn record, cut it off (and report it) instead of failing");
   c->add_flag("--json", append->json, "Print JSON");
+  c->add_option("--root", append->root,
+                "Read FILES below this directory and log them by their path inside it (as a "
+                "container sees them)");
   c->add_option("log", append->log, "Binary log file (created if missing)")->required();
   c->add_option("files", append->files, "Files to measure (or names, with --violation)")
       ->required();

@@ -1,0 +1,79 @@
+// The compiled, read-only form of a policy that the exec decision consults.
+//
+// Per digest algorithm, the allowed digests are stored sorted in one flat array (digest
+// bytes followed by a 32-bit path-rule index), and a bucket array indexed by the top bits
+// of the digest gives the range to look in. Digests are uniformly distributed (they are
+// cryptographic hashes chosen by the policy's signer, not by the container), so a bucket
+// holds about one entry: a lookup is one bucket read and one short memcmp, O(1), with no
+// pointer chasing and no allocation. Memory for sha256: 36 bytes per entry plus 4 to 8
+// bytes of buckets; path patterns are kept in one arena (their bytes plus 4 per entry).
+//
+// Thread safety: immutable after compile(); lookups may run concurrently.
+#pragma once
+
+#include <regex.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/policy.h"
+
+namespace ctrust::policy {
+
+enum class Verdict : std::uint8_t {
+  kAllowed,        // the digest is listed and the path matches (or any path is allowed)
+  kExcluded,       // the digest is not listed but the path matches an exclude rule
+  kUnknownDigest,  // neither
+  kWrongPath,      // the digest is listed only for other paths
+};
+std::string_view verdict_name(Verdict v);
+
+class CompiledPolicy {
+ public:
+  static Result<CompiledPolicy> compile(const Policy& policy);
+
+  CompiledPolicy(CompiledPolicy&&) noexcept;
+  CompiledPolicy& operator=(CompiledPolicy&&) noexcept;
+  ~CompiledPolicy();
+
+  // Membership by digest only: the hot path.
+  bool contains(const crypto::Digest& digest) const { return find(digest) != nullptr; }
+  // The full judgement of a file `digest` seen at `path` (raw bytes).
+  Verdict check(const crypto::Digest& digest, std::string_view path) const;
+  // The path patterns a listed digest is limited to (empty: any path, or not listed).
+  std::vector<std::string> paths_for(const crypto::Digest& digest) const;
+  bool excluded(std::string_view path) const;
+
+  Mode mode() const { return mode_; }
+  std::size_t size() const { return size_; }
+  // Bytes held by the digest tables (entries and buckets), and by the path patterns.
+  std::size_t table_bytes() const;
+  std::size_t path_bytes() const;
+
+ private:
+  static constexpr std::uint32_t kAnyPath = 0xffffffff;
+  struct Table {
+    std::size_t digest_size = 0;
+    std::size_t stride = 0;  // digest_size + 4
+    unsigned bits = 0;       // bucket index = top `bits` bits of the digest
+    std::vector<std::uint32_t> buckets;  // 2^bits + 1 start offsets
+    std::vector<std::uint8_t> entries;   // sorted: digest bytes, then le32 rule index
+  };
+  struct Regex;
+  CompiledPolicy() = default;
+  const std::uint8_t* find(const crypto::Digest& digest) const;
+  bool path_allowed(std::uint32_t rule, std::string_view path) const;
+
+  Mode mode_ = Mode::kEnforce;
+  std::size_t size_ = 0;
+  std::array<Table, 4> tables_;  // by HashAlg
+  std::vector<std::uint32_t> rule_offsets_;  // rule i: arena[offsets[i], offsets[i+1])
+  std::string arena_;                         // NUL-terminated patterns, back to back
+  std::vector<std::unique_ptr<Regex>> excludes_;
+};
+
+}  // namespace ctrust::policy
