@@ -22,8 +22,9 @@ Result<LogJudgement> judge_log(imalog::EntrySource& source, const CompiledPolicy
     }
     if (e.is_violation()) {
       v.rule = "violation-record";
-      v.reason = "the kernel logged a violation: it could not vouch for what was read "
-                 "(a file open for writing while executed, or measured and then changed)";
+      v.reason =
+          "the kernel logged a violation: it could not vouch for what was read "
+          "(a file open for writing while executed, or measured and then changed)";
       j.violations.push_back(std::move(v));
       continue;
     }

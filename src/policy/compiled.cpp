@@ -2,7 +2,7 @@
 
 #include <fnmatch.h>
 
-#include <bit>
+#include <algorithm>
 #include <cstring>
 
 namespace ctrust::policy {
@@ -14,11 +14,16 @@ struct CompiledPolicy::Regex {
 
 namespace {
 
-std::uint64_t top_bits(const std::uint8_t* digest, unsigned bits) {
-  if (bits == 0) return 0;
+// The top 64 bits of the digest scaled to [0, homes): monotonic in digest order.
+std::size_t home_slot(const std::uint8_t* digest, std::size_t homes) {
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | digest[i];
-  return v >> (64 - bits);
+  return static_cast<std::size_t>((static_cast<unsigned __int128>(v) * homes) >> 64);
+}
+
+std::uint32_t load_le32(const std::uint8_t* p) {
+  return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
+         std::uint32_t{p[3]} << 24;
 }
 
 bool has_glob(std::string_view p) { return p.find_first_of("*?[\\") != std::string_view::npos; }
@@ -51,22 +56,40 @@ Result<CompiledPolicy> CompiledPolicy::compile(const Policy& input) {
   CompiledPolicy c;
   c.mode_ = policy.mode;
   c.size_ = policy.allow.size();
-  if (policy.allow.size() >= kAnyPath) {
+  if (policy.allow.size() >= kEmpty) {
     return Error(Errc::kLimit, "a policy may allow at most 2^32-2 digests");
   }
   std::array<std::size_t, 4> counts{};
   for (const Allow& a : policy.allow) ++counts[static_cast<std::size_t>(a.digest.alg)];
+  // Where each entry goes: its home slot, or the first free slot after the previous entry.
+  std::vector<std::size_t> position(policy.allow.size());
+  std::array<std::size_t, 4> next{};
   for (crypto::HashAlg alg : crypto::kAllHashAlgs) {
     Table& t = c.tables_[static_cast<std::size_t>(alg)];
     std::size_t n = counts[static_cast<std::size_t>(alg)];
     t.digest_size = crypto::digest_size(alg);
     t.stride = t.digest_size + 4;
-    t.bits = n <= 1 ? 0 : static_cast<unsigned>(std::bit_width(n - 1));
-    t.entries.reserve(n * t.stride);
-    t.buckets.assign((std::size_t{1} << t.bits) + 1, 0);
+    t.homes = std::max<std::size_t>(1, n + n / 6);  // load factor about 0.86
+  }
+  for (std::size_t i = 0; i < policy.allow.size(); ++i) {
+    const crypto::Digest& d = policy.allow[i].digest;
+    auto k = static_cast<std::size_t>(d.alg);
+    std::size_t p = std::max(home_slot(d.bytes.data(), c.tables_[k].homes), next[k]);
+    position[i] = p;
+    next[k] = p + 1;
+  }
+  for (std::size_t k = 0; k < c.tables_.size(); ++k) {
+    Table& t = c.tables_[k];
+    t.slots = std::max(t.homes, next[k]) + 1;  // at least one empty slot ends every scan
+    t.data.assign(t.slots * t.stride, 0);
+    for (std::size_t s = 0; s < t.slots; ++s) {
+      std::uint8_t* r = t.data.data() + s * t.stride + t.digest_size;
+      for (int b = 0; b < 4; ++b) r[b] = static_cast<std::uint8_t>(kEmpty >> (8 * b));
+    }
   }
   c.rule_offsets_.push_back(0);
-  for (const Allow& a : policy.allow) {
+  for (std::size_t i = 0; i < policy.allow.size(); ++i) {
+    const Allow& a = policy.allow[i];
     Table& t = c.tables_[static_cast<std::size_t>(a.digest.alg)];
     std::uint32_t rule = kAnyPath;
     if (!a.paths.empty()) {
@@ -75,16 +98,13 @@ Result<CompiledPolicy> CompiledPolicy::compile(const Policy& input) {
         c.arena_ += p;
         c.arena_ += '\0';
       }
-      if (c.arena_.size() >= kAnyPath) return Error(Errc::kLimit, "path patterns exceed 4 GiB");
+      if (c.arena_.size() >= kEmpty) return Error(Errc::kLimit, "path patterns exceed 4 GiB");
       c.rule_offsets_.push_back(static_cast<std::uint32_t>(c.arena_.size()));
     }
-    t.entries.insert(t.entries.end(), a.digest.bytes.begin(),
-                     a.digest.bytes.begin() + static_cast<std::ptrdiff_t>(t.digest_size));
-    for (int i = 0; i < 4; ++i) t.entries.push_back(static_cast<std::uint8_t>(rule >> (8 * i)));
-    ++t.buckets[top_bits(a.digest.bytes.data(), t.bits) + 1];
-  }
-  for (Table& t : c.tables_) {
-    for (std::size_t i = 1; i < t.buckets.size(); ++i) t.buckets[i] += t.buckets[i - 1];
+    std::uint8_t* slot = t.data.data() + position[i] * t.stride;
+    std::copy_n(a.digest.bytes.begin(), t.digest_size, slot);
+    for (int b = 0; b < 4; ++b)
+      slot[t.digest_size + b] = static_cast<std::uint8_t>(rule >> (8 * b));
   }
   c.rule_offsets_.shrink_to_fit();
   c.arena_.shrink_to_fit();
@@ -100,12 +120,15 @@ Result<CompiledPolicy> CompiledPolicy::compile(const Policy& input) {
 
 const std::uint8_t* CompiledPolicy::find(const crypto::Digest& digest) const {
   const Table& t = tables_[static_cast<std::size_t>(digest.alg)];
-  std::uint64_t b = top_bits(digest.bytes.data(), t.bits);
-  std::uint32_t end = t.buckets[b + 1];
-  const std::uint8_t* base = t.entries.data();
-  for (std::uint32_t i = t.buckets[b]; i < end; ++i) {
-    const std::uint8_t* e = base + static_cast<std::size_t>(i) * t.stride;
-    if (std::memcmp(e, digest.bytes.data(), t.digest_size) == 0) return e;
+  const std::uint8_t* slot = t.data.data() + home_slot(digest.bytes.data(), t.homes) * t.stride;
+  const std::uint8_t* end = t.data.data() + t.data.size();
+  // Entries sit in digest order at or after their home: stop at an empty slot (nothing
+  // with this home) or at a larger digest.
+  for (; slot < end; slot += t.stride) {
+    if (load_le32(slot + t.digest_size) == kEmpty) return nullptr;
+    int c = std::memcmp(slot, digest.bytes.data(), t.digest_size);
+    if (c == 0) return slot;
+    if (c > 0) return nullptr;
   }
   return nullptr;
 }
@@ -145,8 +168,7 @@ bool CompiledPolicy::excluded(std::string_view path) const {
 Verdict CompiledPolicy::check(const crypto::Digest& digest, std::string_view path) const {
   if (const std::uint8_t* e = find(digest)) {
     const Table& t = tables_[static_cast<std::size_t>(digest.alg)];
-    std::uint32_t rule = 0;
-    for (int i = 0; i < 4; ++i) rule |= std::uint32_t{e[t.digest_size + i]} << (8 * i);
+    std::uint32_t rule = load_le32(e + t.digest_size);
     if (path_allowed(rule, path)) return Verdict::kAllowed;
     return excluded(path) ? Verdict::kExcluded : Verdict::kWrongPath;
   }
@@ -158,8 +180,7 @@ std::vector<std::string> CompiledPolicy::paths_for(const crypto::Digest& digest)
   const std::uint8_t* e = find(digest);
   if (e == nullptr) return out;
   const Table& t = tables_[static_cast<std::size_t>(digest.alg)];
-  std::uint32_t rule = 0;
-  for (int i = 0; i < 4; ++i) rule |= std::uint32_t{e[t.digest_size + i]} << (8 * i);
+  std::uint32_t rule = load_le32(e + t.digest_size);
   if (rule == kAnyPath) return out;
   const char* p = arena_.data() + rule_offsets_[rule];
   const char* end = arena_.data() + rule_offsets_[rule + 1];
@@ -173,7 +194,7 @@ std::vector<std::string> CompiledPolicy::paths_for(const crypto::Digest& digest)
 std::size_t CompiledPolicy::table_bytes() const {
   std::size_t n = 0;
   for (const Table& t : tables_) {
-    n += t.entries.capacity() + t.buckets.capacity() * sizeof(std::uint32_t);
+    n += t.data.capacity();
   }
   return n;
 }

@@ -123,9 +123,9 @@ Result<ImportReport> import_keylime(std::string_view text, Policy& into) {
     return Error(Errc::kFormat,
                  "not a Keylime runtime policy version 1 (\"meta\": {\"version\": 1} missing)");
   }
-  static const std::vector<std::string> known = {
-      "meta", "release", "digests", "excludes", "keyrings", "ima-buf", "ima",
-      "verification-keys", "timestamp"};
+  static const std::vector<std::string> known = {"meta",     "release",           "digests",
+                                                 "excludes", "keyrings",          "ima-buf",
+                                                 "ima",      "verification-keys", "timestamp"};
   for (const auto& [k, v] : doc.items()) {
     if (std::find(known.begin(), known.end(), k) == known.end()) {
       report.warnings.push_back("unknown member \"" + printable(k, 64) + "\" ignored");
@@ -199,8 +199,9 @@ Result<std::string> export_keylime(const Policy& policy, bool skip_inexpressible
     if (!problem.empty()) {
       if (!skip_inexpressible) {
         return Error(Errc::kUnsupported,
-                     problem + ", which a Keylime policy cannot express without allowing "
-                               "more; use --skip-inexpressible to leave such entries out");
+                     problem +
+                         ", which a Keylime policy cannot express without allowing "
+                         "more; use --skip-inexpressible to leave such entries out");
       }
       report.skipped.push_back(problem);
       continue;
@@ -215,7 +216,8 @@ Result<std::string> export_keylime(const Policy& policy, bool skip_inexpressible
       {"excludes", policy.excludes},
       {"keyrings", json::object()},
       {"ima-buf", json::object()},
-      {"ima", {{"ignored_keyrings", json::array()}, {"log_hash_alg", "sha1"}, {"dm_policy", nullptr}}},
+      {"ima",
+       {{"ignored_keyrings", json::array()}, {"log_hash_alg", "sha1"}, {"dm_policy", nullptr}}},
       {"verification-keys", ""},
   };
   for (auto& [path, list] : digests) {

@@ -25,8 +25,8 @@ std::string literal_pattern(std::string_view path);
 std::optional<std::string> pattern_literal(std::string_view pattern);
 
 struct CreateOptions {
-  bool all = false;        // every regular file, not only ELF files and scripts
-  bool exec_only = false;  // only files with an execute permission bit
+  bool all = false;                   // every regular file, not only ELF files and scripts
+  bool exec_only = false;             // only files with an execute permission bit
   std::vector<std::string> excludes;  // recorded as exclude rules; matching files not listed
 };
 
@@ -41,8 +41,8 @@ Result<CreateReport> add_from_manifest(const image::Manifest& manifest,
                                        const CreateOptions& options, Policy& into);
 
 struct ImportReport {
-  std::size_t digests = 0;   // allow entries added
-  std::size_t excludes = 0;  // exclude rules added
+  std::size_t digests = 0;            // allow entries added
+  std::size_t excludes = 0;           // exclude rules added
   std::vector<std::string> warnings;  // what was not imported, and why
 };
 

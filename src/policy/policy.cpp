@@ -119,21 +119,23 @@ Result<Bytes> base64_decode(std::string_view text, const std::string& where) {
   Bytes out(text.size() / 4 * 3);
   int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
                           static_cast<int>(text.size()));
-  if (n < 0 || static_cast<std::size_t>(n) < pad) return format_error(where, "not canonical base64");
+  if (n < 0 || static_cast<std::size_t>(n) < pad)
+    return format_error(where, "not canonical base64");
   out.resize(static_cast<std::size_t>(n) - pad);
   if (base64_encode(out) != text) return format_error(where, "not canonical base64");
   return out;
 }
 
 bool printable_text(std::string_view s) {
-  return std::none_of(s.begin(), s.end(),
-                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+  return is_valid_utf8(s) && std::none_of(s.begin(), s.end(), [](char c) {
+           return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+         });
 }
 
 Result<void> check_exclude(const std::string& re, const std::string& where) {
-  if (re.empty() || re.size() > kMaxTextLen) {
+  if (re.empty() || re.size() > kMaxTextLen || !printable_text(re)) {
     return format_error(where, "an exclude must be 1 to " + std::to_string(kMaxTextLen) +
-                                   " bytes");
+                                   " bytes of UTF-8 without control characters");
   }
   // Back-references make POSIX matching exponential; nothing in a path rule needs them.
   for (std::size_t i = 0; i + 1 < re.size(); ++i) {
@@ -158,17 +160,21 @@ Result<void> check_exclude(const std::string& re, const std::string& where) {
 Result<void> check_path_pattern(const std::string& p, const std::string& where) {
   if (p.empty() || p[0] != '/') return format_error(where, "a path pattern must start with '/'");
   if (p.size() > kMaxPathPatternLen) {
-    return format_error(where, "a path pattern is at most " +
-                                   std::to_string(kMaxPathPatternLen) + " bytes");
+    return format_error(
+        where, "a path pattern is at most " + std::to_string(kMaxPathPatternLen) + " bytes");
   }
   if (p.find('\0') != std::string::npos) return format_error(where, "contains a NUL character");
+  if (!is_valid_utf8(p)) {
+    return format_error(
+        where, "\"" + printable(p, 200) + "\" is not UTF-8, which a JSON policy cannot hold");
+  }
   return ok_result();
 }
 
 bool digest_less(const crypto::Digest& a, const crypto::Digest& b) {
   if (a.alg != b.alg) return a.alg < b.alg;
-  return std::lexicographical_compare(a.bytes.begin(), a.bytes.begin() + a.size(),
-                                      b.bytes.begin(), b.bytes.begin() + b.size());
+  return std::lexicographical_compare(a.bytes.begin(), a.bytes.begin() + a.size(), b.bytes.begin(),
+                                      b.bytes.begin() + b.size());
 }
 
 json canonical_body(const Policy& p) {
@@ -225,8 +231,9 @@ Result<Signature> parse_signature(const json& v) {
       if (!cert) return format_error(w, cert.error().message());
       CTRUST_ASSIGN_OR_RETURN(std::string again, cert->to_pem());
       if (again != pem) {
-        return format_error(w, "not a single certificate in canonical PEM (64-column base64, "
-                               "\\n line ends, nothing around it)");
+        return format_error(w,
+                            "not a single certificate in canonical PEM (64-column base64, "
+                            "\\n line ends, nothing around it)");
       }
       s.certificates.push_back(std::move(pem));
     }
@@ -240,13 +247,13 @@ Result<Policy> from_json(const json& doc) {
   CTRUST_ASSIGN_OR_RETURN(const json* version, member(doc, "ctrust_policy", "", true));
   CTRUST_ASSIGN_OR_RETURN(std::uint64_t v, get_unsigned(*version, "ctrust_policy"));
   if (v != kFormatVersion) {
-    return Error(Errc::kUnsupported,
-                 "policy format version " + std::to_string(v) + " is not supported (this " +
-                     "ctrust reads version " + std::to_string(kFormatVersion) + ")");
+    return Error(Errc::kUnsupported, "policy format version " + std::to_string(v) +
+                                         " is not supported (this " + "ctrust reads version " +
+                                         std::to_string(kFormatVersion) + ")");
   }
   static const std::set<std::string, std::less<>> known = {
-      "ctrust_policy", "name",   "issuer", "serial",  "not_before", "not_after",
-      "images",        "mode",   "allow",  "exclude", "signature"};
+      "ctrust_policy", "name", "issuer", "serial",  "not_before", "not_after",
+      "images",        "mode", "allow",  "exclude", "signature"};
   for (const auto& [k, val] : doc.items()) {
     if (known.count(k) != 0) continue;
     if (k.rfind("x-", 0) == 0 && k.size() > 2 && k.size() <= 64) {
@@ -274,8 +281,8 @@ Result<Policy> from_json(const json& doc) {
   CTRUST_ASSIGN_OR_RETURN(std::string mode_text, get_string(*mode, "mode", 16));
   auto m = parse_mode(mode_text);
   if (!m) {
-    return format_error("mode", "unknown mode \"" + printable(mode_text, 16) +
-                                    "\" (off, measure, audit, enforce)");
+    return format_error(
+        "mode", "unknown mode \"" + printable(mode_text, 16) + "\" (off, measure, audit, enforce)");
   }
   p.mode = *m;
 
@@ -470,8 +477,8 @@ Result<void> normalize(Policy& p) {
 
 Result<Policy> parse_policy(std::string_view text) {
   if (text.size() > kMaxPolicyBytes) {
-    return Error(Errc::kLimit, "a policy is at most " + std::to_string(kMaxPolicyBytes >> 20) +
-                                   " MiB");
+    return Error(Errc::kLimit,
+                 "a policy is at most " + std::to_string(kMaxPolicyBytes >> 20) + " MiB");
   }
   CTRUST_ASSIGN_OR_RETURN(json doc, parse_json_strict(text, kMaxJsonDepth));
   CTRUST_ASSIGN_OR_RETURN(Policy p, from_json(doc));
@@ -564,8 +571,8 @@ Result<void> sign_policy(Policy& policy, const crypto::PrivateKey& key,
     CTRUST_ASSIGN_OR_RETURN(crypto::PublicKey cert_key, chain.front().public_key());
     CTRUST_ASSIGN_OR_RETURN(crypto::Digest cert_fp, cert_key.fingerprint());
     if (!(cert_fp == fp)) {
-      return Error(Errc::kInvalidArgument, "the certificate " + chain.front().subject() +
-                                               " is not for the signing key");
+      return Error(Errc::kInvalidArgument,
+                   "the certificate " + chain.front().subject() + " is not for the signing key");
     }
     for (const auto& c : chain) {
       CTRUST_ASSIGN_OR_RETURN(std::string pem, c.to_pem());
@@ -600,7 +607,8 @@ Result<TrustAnchors> parse_trust_anchors(std::string_view pem) {
     } else {
       return Error(Errc::kFormat,
                    "a trust anchor file holds PEM \"PUBLIC KEY\" or \"CERTIFICATE\" blocks; "
-                   "found \"" + printable(block.substr(0, block.find('\n')), 60) + "\"");
+                   "found \"" +
+                       printable(block.substr(0, block.find('\n')), 60) + "\"");
     }
     pos += block.size();
   }
@@ -612,8 +620,8 @@ Result<TrustAnchors> parse_trust_anchors(std::string_view pem) {
 
 Result<TrustAnchors> load_trust_anchors(const std::string& path) {
   CTRUST_ASSIGN_OR_RETURN(Bytes data, read_file(path, 4u << 20));
-  auto t = parse_trust_anchors(std::string_view(reinterpret_cast<const char*>(data.data()),
-                                                data.size()));
+  auto t = parse_trust_anchors(
+      std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
   if (!t) return std::move(t).error().with_context(path);
   return t;
 }
@@ -624,8 +632,7 @@ std::string validity_problem(const Policy& p, std::int64_t now) {
            format_time(now) + ")";
   }
   if (now >= p.not_after) {
-    return "the policy expired at " + format_time(p.not_after) + " (now " + format_time(now) +
-           ")";
+    return "the policy expired at " + format_time(p.not_after) + " (now " + format_time(now) + ")";
   }
   return {};
 }
@@ -647,13 +654,12 @@ Result<VerifyResult> verify_policy(const Policy& policy, const TrustAnchors& anc
     }
     if (!anchors.certificates.empty()) {
       std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end());
-      CTRUST_ASSIGN_OR_RETURN(
-          std::string problem,
-          crypto::verify_certificate_chain(chain.front(), intermediates, anchors.certificates,
-                                           now));
+      CTRUST_ASSIGN_OR_RETURN(std::string problem,
+                              crypto::verify_certificate_chain(chain.front(), intermediates,
+                                                               anchors.certificates, now));
       if (!problem.empty()) {
-        r.reason = "the signer certificate " + chain.front().subject() +
-                   " is not trusted: " + problem;
+        r.reason =
+            "the signer certificate " + chain.front().subject() + " is not trusted: " + problem;
         return r;
       }
       CTRUST_ASSIGN_OR_RETURN(crypto::PublicKey k, chain.front().public_key());
@@ -687,9 +693,8 @@ Result<VerifyResult> verify_policy(const Policy& policy, const TrustAnchors& anc
     return r;
   }
   std::string message = signed_bytes(policy);
-  CTRUST_ASSIGN_OR_RETURN(bool good,
-                          signer->verify(as_bytes(message), s.value,
-                                         crypto::default_sign_options(signer->type())));
+  CTRUST_ASSIGN_OR_RETURN(bool good, signer->verify(as_bytes(message), s.value,
+                                                    crypto::default_sign_options(signer->type())));
   if (!good) {
     r.reason = "the signature does not verify: the policy was changed after it was signed";
     return r;

@@ -45,8 +45,8 @@ struct Allow {
 };
 
 struct Signature {
-  std::string alg;         // e.g. "ecdsa-p256-sha256"; fixed by the key type
-  crypto::Digest key_id;   // SHA-256 of the signer's DER SubjectPublicKeyInfo
+  std::string alg;        // e.g. "ecdsa-p256-sha256"; fixed by the key type
+  crypto::Digest key_id;  // SHA-256 of the signer's DER SubjectPublicKeyInfo
   Bytes value;
   std::vector<std::string> certificates;  // PEM, signer first, then intermediates
 };
@@ -55,8 +55,8 @@ struct Policy {
   std::string name;
   std::string issuer;
   std::uint64_t serial = 1;
-  std::int64_t not_before = 0;  // seconds since the epoch (UTC), inclusive
-  std::int64_t not_after = 0;   // exclusive
+  std::int64_t not_before = 0;         // seconds since the epoch (UTC), inclusive
+  std::int64_t not_after = 0;          // exclusive
   std::vector<crypto::Digest> images;  // sha256 image digests; empty: any image
   Mode mode = Mode::kEnforce;
   std::vector<Allow> allow;           // sorted by (algorithm, digest bytes), unique digests

@@ -17,4 +17,8 @@ std::string escape_bytes_if(std::string_view raw, bool (*keep)(unsigned char));
 // a hostile log or policy cannot move the cursor, rewrite the screen or forge log lines.
 std::string printable(std::string_view s, std::size_t max = 64);
 
+// True if `s` is well-formed UTF-8 (no overlong forms, surrogates or code points above
+// U+10FFFF): what JSON documents can carry.
+bool is_valid_utf8(std::string_view s);
+
 }  // namespace ctrust

@@ -526,17 +526,20 @@ Result<policy::Policy> load_checked_policy(const CheckArgs& args) {
     return p;
   }
   CTRUST_ASSIGN_OR_RETURN(policy::TrustAnchors anchors, policy::load_trust_anchors(args.trust));
-  CTRUST_ASSIGN_OR_RETURN(policy::VerifyResult v,
-                          policy::verify_policy(p, anchors, static_cast<std::int64_t>(std::time(nullptr))));
-  if (!v.ok) return Error(Errc::kInvalidArgument, "policy " + args.policy + " is not trusted: " + v.reason);
+  CTRUST_ASSIGN_OR_RETURN(
+      policy::VerifyResult v,
+      policy::verify_policy(p, anchors, static_cast<std::int64_t>(std::time(nullptr))));
+  if (!v.ok)
+    return Error(Errc::kInvalidArgument, "policy " + args.policy + " is not trusted: " + v.reason);
   spdlog::info("{}: signed by {}", args.policy, v.signer);
   return p;
 }
 
 int run_check(const CheckArgs& args) {
   if (args.trust.empty() && !args.no_signature_check) {
-    return report_error("give --trust ANCHOR to verify the policy's signature (or "
-                        "--no-signature-check to judge against an unverified policy)");
+    return report_error(
+        "give --trust ANCHOR to verify the policy's signature (or "
+        "--no-signature-check to judge against an unverified policy)");
   }
   auto p = load_checked_policy(args);
   if (!p) return report_error(p.error());
@@ -569,13 +572,13 @@ int run_check(const CheckArgs& args) {
                   printable(v.path, 8192).c_str(), v.digest.empty() ? "-" : v.digest.c_str(),
                   v.rule.c_str(), v.reason.c_str());
     }
-    std::printf("%s: %s: %llu entries, %llu allowed, %llu excluded, %llu not files, %zu "
-                "violations\n",
-                args.in.path.c_str(), j->conforms() ? "conforms" : "DOES NOT CONFORM",
-                static_cast<unsigned long long>(j->entries),
-                static_cast<unsigned long long>(j->allowed),
-                static_cast<unsigned long long>(j->excluded),
-                static_cast<unsigned long long>(j->skipped), j->violations.size());
+    std::printf(
+        "%s: %s: %llu entries, %llu allowed, %llu excluded, %llu not files, %zu "
+        "violations\n",
+        args.in.path.c_str(), j->conforms() ? "conforms" : "DOES NOT CONFORM",
+        static_cast<unsigned long long>(j->entries), static_cast<unsigned long long>(j->allowed),
+        static_cast<unsigned long long>(j->excluded), static_cast<unsigned long long>(j->skipped),
+        j->violations.size());
   }
   return j->conforms() ? kExitOk : kExitRejected;
 }
@@ -623,8 +626,9 @@ void register_log_commands(CLI::App& app, Context& ctx) {
 
   auto convert = std::make_shared<ConvertArgs>();
   auto check = std::make_shared<CheckArgs>();
-  c = log->add_subcommand("check", "Judge every entry of a measurement list against a policy "
-                                   "(exit 0: conforms, 1: violations)");
+  c = log->add_subcommand("check",
+                          "Judge every entry of a measurement list against a policy "
+                          "(exit 0: conforms, 1: violations)");
   c->add_option("--policy", check->policy, "Policy file (docs/POLICY.md)")->required();
   c->add_option("--trust", check->trust,
                 "PEM file of trusted policy signer keys and/or CA certificates");

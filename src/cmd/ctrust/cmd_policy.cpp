@@ -45,16 +45,18 @@ struct HeaderArgs {
     c->add_option("--name", name, "Policy name (what it is for)")->required();
     c->add_option("--issuer", issuer, "Who issues the policy (team, mail address)")->required();
     c->add_option("--serial", serial, "Serial number; raise it for every new version (default 1)");
-    c->add_option("--mode", mode, "Enforcement mode asked for: off, measure, audit, enforce "
-                                  "(default enforce)")
+    c->add_option("--mode", mode,
+                  "Enforcement mode asked for: off, measure, audit, enforce "
+                  "(default enforce)")
         ->check(CLI::IsMember({"off", "measure", "audit", "enforce"}));
     c->add_option("--not-before", not_before,
                   "Start of validity, YYYY-MM-DDTHH:MM:SSZ (default: now)");
     c->add_option("--not-after", not_after,
                   "End of validity (exclusive), YYYY-MM-DDTHH:MM:SSZ (default: --valid-days "
                   "after the start)");
-    c->add_option("--valid-days", valid_days, "Days of validity when --not-after is not given "
-                                              "(default 365)")
+    c->add_option("--valid-days", valid_days,
+                  "Days of validity when --not-after is not given "
+                  "(default 365)")
         ->check(CLI::Range(1u, 36500u));
     c->add_option("--image", images, "An image digest (sha256:HEX) the policy applies to; repeat");
   }
@@ -147,8 +149,9 @@ int run_create(const CreateArgs& args) {
   };
   Result<image::Manifest> m = Error(Errc::kInternal, "unset");
   if (args.from.rfind("oci:", 0) == 0) {
-    m = Error(Errc::kUnsupported, "policy creation from OCI layouts is not supported yet; "
-                                  "unpack the image (umoci unpack) and give its rootfs");
+    m = Error(Errc::kUnsupported,
+              "policy creation from OCI layouts is not supported yet; "
+              "unpack the image (umoci unpack) and give its rootfs");
   } else {
     m = image::manifest_from_directory(args.from, options);
   }
@@ -176,9 +179,10 @@ int run_create(const CreateArgs& args) {
                 {"allowed_digests", p.allow.size()},
                 {"images", summary_json(p)["images"]}});
   } else if (args.out != "-") {
-    std::printf("%s: %zu digests from %zu files (%zu excluded); unsigned: sign it with "
-                "ctrust policy sign\n",
-                args.out.c_str(), p.allow.size(), report->files, report->excluded);
+    std::printf(
+        "%s: %zu digests from %zu files (%zu excluded); unsigned: sign it with "
+        "ctrust policy sign\n",
+        args.out.c_str(), p.allow.size(), report->files, report->excluded);
   }
   return kExitOk;
 }
@@ -267,9 +271,9 @@ int run_show(const ShowArgs& args) {
     if (args.entries) {
       nlohmann::json allow = nlohmann::json::array();
       for (const auto& a : p->allow) {
-        allow.push_back({{"digest", std::string(crypto::hash_name(a.digest.alg)) + ":" +
-                                        a.digest.hex()},
-                         {"paths", a.paths}});
+        allow.push_back(
+            {{"digest", std::string(crypto::hash_name(a.digest.alg)) + ":" + a.digest.hex()},
+             {"paths", a.paths}});
       }
       doc["allow"] = std::move(allow);
     }
@@ -282,7 +286,11 @@ int run_show(const ShowArgs& args) {
               policy::format_time(p->not_after).c_str(),
               policy::validity_problem(*p, now_seconds()).empty() ? "" : " (not valid now)");
   std::printf("mode:       %s\n", std::string(policy::mode_name(p->mode)).c_str());
-  std::printf("images:     %s\n", p->images.empty() ? "any" : "");
+  if (p->images.empty()) {
+    std::printf("images:     any\n");
+  } else {
+    std::printf("images:     %zu\n", p->images.size());
+  }
   for (const auto& d : p->images) std::printf("  sha256:%s\n", d.hex().c_str());
   std::printf("allowed:    %zu digests\n", p->allow.size());
   std::printf("excludes:   %zu\n", p->excludes.size());
@@ -378,9 +386,10 @@ int run_import(const ImportArgs& args) {
   for (const auto& w : report->warnings) spdlog::warn("{}: {}", in, w);
   if (auto w = write_output(args.out, policy::to_json(p)); !w) return report_error(w.error());
   if (args.out != "-") {
-    std::printf("%s: %zu digests, %zu excludes imported from %s; unsigned: sign it with ctrust "
-                "policy sign\n",
-                args.out.c_str(), report->digests, report->excludes, in.c_str());
+    std::printf(
+        "%s: %zu digests, %zu excludes imported from %s; unsigned: sign it with ctrust "
+        "policy sign\n",
+        args.out.c_str(), report->digests, report->excludes, in.c_str());
   }
   return kExitOk;
 }
@@ -407,20 +416,19 @@ int run_export(const ExportArgs& args) {
 }  // namespace
 
 void register_policy_commands(CLI::App& app, Context& ctx) {
-  CLI::App* pol = app.add_subcommand("policy", "Create, sign, verify and convert signed "
-                                               "allowlists (docs/POLICY.md)");
+  CLI::App* pol = app.add_subcommand("policy",
+                                     "Create, sign, verify and convert signed "
+                                     "allowlists (docs/POLICY.md)");
   pol->require_subcommand(1);
 
   auto create = std::make_shared<CreateArgs>();
   CLI::App* c = pol->add_subcommand(
       "create", "List the executables, shared objects and scripts of an image with their digests");
-  c->add_option("--from", create->from, "Root filesystem directory, or /proc/PID/root")
-      ->required();
+  c->add_option("--from", create->from, "Root filesystem directory, or /proc/PID/root")->required();
   c->add_option("--out", create->out, "Policy file to write ('-': standard output)")->required();
   create->header.add_to(c);
   c->add_flag("--all", create->all, "List every regular file, not only ELF files and scripts");
-  c->add_flag("--exec-only", create->exec_only,
-              "List only files with an execute permission bit");
+  c->add_flag("--exec-only", create->exec_only, "List only files with an execute permission bit");
   c->add_option("--exclude", create->excludes,
                 "Exclude rule (POSIX extended regex matched at the path start): matching "
                 "files are not listed and are accepted at run time; repeat");
@@ -441,13 +449,15 @@ void register_policy_commands(CLI::App& app, Context& ctx) {
   c->callback([sign, &ctx] { ctx.exit_code = run_sign(*sign); });
 
   auto verify = std::make_shared<VerifyArgs>();
-  c = pol->add_subcommand("verify", "Check a policy's signature, signer and validity window "
-                                    "(exit 0: trusted, 1: not)");
+  c = pol->add_subcommand("verify",
+                          "Check a policy's signature, signer and validity window "
+                          "(exit 0: trusted, 1: not)");
   c->add_option("--trust", verify->trust,
                 "PEM file of trusted signer public keys and/or CA certificates")
       ->required();
-  c->add_option("--at", verify->at, "Check validity at this time (YYYY-MM-DDTHH:MM:SSZ) "
-                                    "instead of now");
+  c->add_option("--at", verify->at,
+                "Check validity at this time (YYYY-MM-DDTHH:MM:SSZ) "
+                "instead of now");
   c->add_flag("--json", verify->json, "Print JSON");
   c->add_option("file", verify->file, "Policy file")->required();
   c->callback([verify, &ctx] { ctx.exit_code = run_verify(*verify); });
@@ -468,8 +478,9 @@ void register_policy_commands(CLI::App& app, Context& ctx) {
   c->callback([merge, &ctx] { ctx.exit_code = run_merge(*merge); });
 
   auto import = std::make_shared<ImportArgs>();
-  c = pol->add_subcommand("import", "Make a policy from a Keylime runtime policy or a "
-                                    "sha256sum-style checksum list");
+  c = pol->add_subcommand("import",
+                          "Make a policy from a Keylime runtime policy or a "
+                          "sha256sum-style checksum list");
   c->add_option("--keylime", import->keylime, "Keylime runtime policy (JSON, version 1)");
   c->add_option("--checksums", import->checksums,
                 "Checksum list: 'HEX  PATH' lines as written by sha256sum");
