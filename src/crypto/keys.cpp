@@ -8,6 +8,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <array>
@@ -512,6 +513,17 @@ Result<std::string> verify_certificate_chain(const Certificate& leaf,
   int rc = X509_verify_cert(ctx.get());
   if (rc == 1) {
     ERR_clear_error();
+    // The signer's certificate must be meant for signatures: OpenSSL 3.0 has no purpose
+    // for that, so check the extensions here (absent extensions allow everything).
+    std::uint32_t ku = X509_get_key_usage(leaf.native());
+    if (ku != UINT32_MAX && (ku & KU_DIGITAL_SIGNATURE) == 0) {
+      return std::string("the signer certificate's key usage does not allow digital signatures");
+    }
+    std::uint32_t xku = X509_get_extended_key_usage(leaf.native());
+    if (xku != UINT32_MAX && (xku & (XKU_CODE_SIGN | XKU_ANYEKU)) == 0) {
+      return std::string(
+          "the signer certificate's extended key usage does not include code signing");
+    }
     return std::string();
   }
   int err = X509_STORE_CTX_get_error(ctx.get());

@@ -35,7 +35,9 @@ Result<LogJudgement> judge_log(imalog::EntrySource& source, const CompiledPolicy
       j.violations.push_back(std::move(v));
       continue;
     }
-    if (fields->name == "boot_aggregate" || e.template_name == "ima-buf") {
+    // The kernel logs the boot aggregate as the first entry only; later, a file whose path
+    // cannot be built is logged by its bare name, so a later "boot_aggregate" is a file.
+    if ((index == 0 && fields->name == "boot_aggregate") || e.template_name == "ima-buf") {
       ++j.skipped;
       continue;
     }

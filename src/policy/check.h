@@ -1,6 +1,7 @@
 // Judging a measurement list against a policy (`ctrust log check`, and the verifier).
 //
-// Every file measurement is looked up in the compiled policy; the boot aggregate and
+// Every file measurement is looked up in the compiled policy; the boot aggregate (the
+// first entry, if so named) and
 // buffer measurements (ima-buf) are not files and are counted as skipped. A violation
 // record (the kernel could not vouch for a file), an entry whose template digest does not
 // match its data, and a digest of fs-verity type are violations too: a log conforms only

@@ -17,11 +17,13 @@ struct CompiledPolicy::Regex {
 
 namespace {
 
+__extension__ using Uint128 = unsigned __int128;
+
 // The top 64 bits of the digest scaled to [0, homes): monotonic in digest order.
 std::size_t home_slot(const std::uint8_t* digest, std::size_t homes) {
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | digest[i];
-  return static_cast<std::size_t>((static_cast<unsigned __int128>(v) * homes) >> 64);
+  return static_cast<std::size_t>((static_cast<Uint128>(v) * homes) >> 64);
 }
 
 std::uint32_t load_le32(const std::uint8_t* p) {
@@ -225,8 +227,8 @@ const std::uint8_t* CompiledPolicy::find_n(const Table& t, const std::uint8_t* d
   bool further = !eq0 & !eq1 & !empty0 & !empty1 & less_digest<N>(slot + kStride, digest);
   if (__builtin_expect(!further, 1)) {
     // slot, slot + kStride or null, chosen with arithmetic rather than branches.
-    auto hit = reinterpret_cast<std::uintptr_t>(slot) +
-               static_cast<std::uintptr_t>(!eq0 & eq1) * kStride;
+    auto hit =
+        reinterpret_cast<std::uintptr_t>(slot) + static_cast<std::uintptr_t>(!eq0 & eq1) * kStride;
     hit &= -static_cast<std::uintptr_t>(eq0 | eq1);
     return reinterpret_cast<const std::uint8_t*>(hit);
   }

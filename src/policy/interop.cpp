@@ -245,6 +245,11 @@ Result<ImportReport> import_checksums(std::string_view text, std::optional<crypt
     ++line_no;
     std::string where = "line " + std::to_string(line_no);
     if (line.empty() || line.front() == '#') continue;
+    if (line.back() == '\r') {
+      return Error(Errc::kFormat, where +
+                                      ": ends in a carriage return (a Windows line "
+                                      "ending?); convert the list with dos2unix");
+    }
     bool escaped = line.front() == '\\';
     if (escaped) line.remove_prefix(1);
     std::size_t sp = line.find(' ');

@@ -652,6 +652,15 @@ Result<VerifyResult> verify_policy(const Policy& policy, const TrustAnchors& anc
       CTRUST_ASSIGN_OR_RETURN(crypto::Certificate c, crypto::Certificate::from_pem(pem));
       chain.push_back(std::move(c));
     }
+    // Whatever the anchors, an embedded signer certificate must be the signing key's: a
+    // reader of the policy must not be shown a certificate that did not sign it.
+    CTRUST_ASSIGN_OR_RETURN(crypto::PublicKey leaf_key, chain.front().public_key());
+    CTRUST_ASSIGN_OR_RETURN(crypto::Digest leaf_fp, leaf_key.fingerprint());
+    if (!(leaf_fp == s.key_id)) {
+      r.reason = "the embedded signer certificate " + chain.front().subject() +
+                 " is not for the signing key " + digest_text(s.key_id);
+      return r;
+    }
     if (!anchors.certificates.empty()) {
       std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end());
       CTRUST_ASSIGN_OR_RETURN(std::string problem,
@@ -705,11 +714,15 @@ Result<VerifyResult> verify_policy(const Policy& policy, const TrustAnchors& anc
 }
 
 Result<void> merge_into(Policy& base, const std::vector<Policy>& others) {
+  // A union: if any of the policies applies to any image, so does the merge.
+  bool any_image = base.images.empty();
+  for (const Policy& o : others) any_image = any_image || o.images.empty();
   for (const Policy& o : others) {
     base.allow.insert(base.allow.end(), o.allow.begin(), o.allow.end());
     base.images.insert(base.images.end(), o.images.begin(), o.images.end());
     base.excludes.insert(base.excludes.end(), o.excludes.begin(), o.excludes.end());
   }
+  if (any_image) base.images.clear();
   base.signature.reset();
   return normalize(base);
 }

@@ -113,7 +113,8 @@ Result<std::int64_t> parse_time(std::string_view text);
 std::string format_time(std::int64_t seconds);
 
 // Unions the allow lists, images and excludes of `others` into `base` (base keeps its
-// name, issuer, serial, window and mode) and drops the signature.
+// name, issuer, serial, window and mode) and drops the signature. If any of them applies
+// to any image (no images listed), so does the result.
 Result<void> merge_into(Policy& base, const std::vector<Policy>& others);
 
 }  // namespace ctrust::policy

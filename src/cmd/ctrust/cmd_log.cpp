@@ -1,6 +1,9 @@
 // ctrust log: show, replay, verify, convert and append IMA measurement lists.
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -433,6 +436,24 @@ struct AppendArgs {
   std::vector<std::string> files;
 };
 
+Result<UniqueFd> open_in_root(const std::string& root, const std::string& file) {
+  if (file.empty() || file[0] != '/') {
+    return Error(Errc::kInvalidArgument,
+                 "with --root, files are absolute paths inside the root: " + file);
+  }
+  UniqueFd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) return errno_error("cannot open --root " + root, errno);
+  struct open_how how {};
+  how.flags = O_RDONLY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, root_fd.get(), file.c_str() + 1, &how, sizeof(how));
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno_error("cannot open " + file + " in " + root, errno);
+  return UniqueFd(static_cast<int>(fd));
+}
+
 int run_append(const AppendArgs& args) {
   auto file_alg = crypto::parse_hash_alg(args.file_alg);
   auto header_alg = crypto::parse_hash_alg(args.header_alg);
@@ -452,20 +473,14 @@ int run_append(const AppendArgs& args) {
       spec.template_name = args.template_name;
       spec.pcr = args.pcr;
       spec.name = file;
-      // With --root, FILE is a path inside that tree (as a container sees it) and is
-      // logged as such.
-      std::string source = file;
-      if (!args.root.empty()) {
-        if (file.empty() || file[0] != '/') {
-          return report_error("with --root, files are absolute paths inside the root: " + file);
-        }
-        source = args.root + file;
-      }
-      auto fd = open_read(source);
+      // With --root, FILE is a path inside that tree (as a container sees it), resolved
+      // as if the tree were "/" (symlinks and ".." cannot leave it), and logged as such.
+      auto fd = args.root.empty() ? open_read(file) : open_in_root(args.root, file);
       if (!fd) return report_error(fd.error());
       if (args.template_name == "ima-buf") {
-        auto content = read_file(source, imalog::kMaxTemplateDataLen / 2);
-        if (!content) return report_error(content.error());
+        std::string self = "/proc/self/fd/" + std::to_string(fd->get());
+        auto content = read_file(self, imalog::kMaxTemplateDataLen / 2);
+        if (!content) return report_error(std::move(content).error().with_context(file));
         spec.buf = std::move(*content);
         auto d = crypto::digest_bytes(*file_alg, spec.buf);
         if (!d) return report_error(d.error());
