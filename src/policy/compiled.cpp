@@ -17,13 +17,17 @@ struct CompiledPolicy::Regex {
 
 namespace {
 
+std::uint64_t load_be64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return __builtin_bswap64(v);
+}
+
 __extension__ using Uint128 = unsigned __int128;
 
 // The top 64 bits of the digest scaled to [0, homes): monotonic in digest order.
 std::size_t home_slot(const std::uint8_t* digest, std::size_t homes) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | digest[i];
-  return static_cast<std::size_t>((static_cast<Uint128>(v) * homes) >> 64);
+  return static_cast<std::size_t>((static_cast<Uint128>(load_be64(digest)) * homes) >> 64);
 }
 
 std::uint32_t load_le32(const std::uint8_t* p) {
@@ -175,18 +179,28 @@ Result<CompiledPolicy> CompiledPolicy::compile(const Policy& input) {
 
 namespace {
 
-std::uint64_t load_be64(const std::uint8_t* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, 8);
-  return __builtin_bswap64(v);
-}
-
 // Equality and order of two N-byte digests without data-dependent branches, so that the
 // CPU can overlap the cache misses of consecutive lookups instead of stalling on a
 // mispredicted branch after each one.
 template <std::size_t N>
 bool equal_digest(const std::uint8_t* a, const std::uint8_t* b) {
-  return std::memcmp(a, b, N) == 0;
+  std::uint64_t diff = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= N; i += 8) {
+    std::uint64_t x;
+    std::uint64_t y;
+    std::memcpy(&x, a + i, 8);
+    std::memcpy(&y, b + i, 8);
+    diff |= x ^ y;
+  }
+  if constexpr (N % 8 != 0) {
+    std::uint32_t x;
+    std::uint32_t y;
+    std::memcpy(&x, a + i, 4);
+    std::memcpy(&y, b + i, 4);
+    diff |= x ^ y;
+  }
+  return diff == 0;
 }
 
 template <std::size_t N>
