@@ -177,8 +177,11 @@ bool digest_less(const crypto::Digest& a, const crypto::Digest& b) {
                                       b.bytes.begin() + b.size());
 }
 
-json canonical_body(const Policy& p) {
-  json doc = json::object();
+// The members of a policy other than its signature, in documentation order: the same code
+// fills the canonical form (json: members sorted) and the readable one (ordered_json).
+template <typename Json>
+Json policy_body(const Policy& p) {
+  Json doc = Json::object();
   doc["ctrust_policy"] = kFormatVersion;
   doc["name"] = p.name;
   doc["issuer"] = p.issuer;
@@ -186,18 +189,21 @@ json canonical_body(const Policy& p) {
   doc["not_before"] = format_time(p.not_before);
   doc["not_after"] = format_time(p.not_after);
   doc["mode"] = std::string(mode_name(p.mode));
-  json images = json::array();
+  Json images = Json::array();
   for (const auto& d : p.images) images.push_back(digest_text(d));
   doc["images"] = std::move(images);
-  json allow = json::array();
+  Json excludes = Json::array();
+  for (const auto& e : p.excludes) excludes.push_back(e);
+  doc["exclude"] = std::move(excludes);
+  for (const auto& [k, v] : p.extensions.items()) doc[k] = Json::parse(v.dump());
+  Json allow = Json::array();
   for (const Allow& a : p.allow) {
-    json item = {{"digest", digest_text(a.digest)}};
+    Json item = Json::object();
+    item["digest"] = digest_text(a.digest);
     if (!a.paths.empty()) item["paths"] = a.paths;
     allow.push_back(std::move(item));
   }
   doc["allow"] = std::move(allow);
-  doc["exclude"] = p.excludes;
-  for (const auto& [k, v] : p.extensions.items()) doc[k] = v;
   return doc;
 }
 
@@ -500,29 +506,7 @@ Result<Policy> load_policy(const std::string& path) {
 }
 
 std::string to_json(const Policy& p) {
-  ordered_json doc = ordered_json::object();
-  doc["ctrust_policy"] = kFormatVersion;
-  doc["name"] = p.name;
-  doc["issuer"] = p.issuer;
-  doc["serial"] = p.serial;
-  doc["not_before"] = format_time(p.not_before);
-  doc["not_after"] = format_time(p.not_after);
-  doc["mode"] = std::string(mode_name(p.mode));
-  ordered_json images = ordered_json::array();
-  for (const auto& d : p.images) images.push_back(digest_text(d));
-  doc["images"] = std::move(images);
-  ordered_json excludes = ordered_json::array();
-  for (const auto& e : p.excludes) excludes.push_back(e);
-  doc["exclude"] = std::move(excludes);
-  for (const auto& [k, v] : p.extensions.items()) doc[k] = ordered_json::parse(v.dump());
-  ordered_json allow = ordered_json::array();
-  for (const Allow& a : p.allow) {
-    ordered_json item = ordered_json::object();
-    item["digest"] = digest_text(a.digest);
-    if (!a.paths.empty()) item["paths"] = a.paths;
-    allow.push_back(std::move(item));
-  }
-  doc["allow"] = std::move(allow);
+  auto doc = policy_body<ordered_json>(p);
   if (p.signature) {
     const Signature& s = *p.signature;
     ordered_json sig = ordered_json::object();
@@ -537,7 +521,7 @@ std::string to_json(const Policy& p) {
 
 std::string signed_bytes(const Policy& p) {
   std::string out(kSignedPrefix);
-  out += canonical_body(p).dump();
+  out += policy_body<json>(p).dump();
   return out;
 }
 
