@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <locale.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -33,6 +34,41 @@ void free_archive(struct archive* a) { ::archive_read_free(a); }
 using ArchiveHandle = UniquePtr<struct archive, free_archive>;
 
 std::string shown(std::string_view path) { return printable(path, 256); }
+
+// libarchive converts PAX path and link names from UTF-8 to the calling thread's locale.
+// Under a UTF-8 locale it normalises them (NFD becomes NFC) and replaces invalid bytes, so
+// two different trees could read the same; under "C" the conversion fails and it keeps the
+// raw bytes (with a warning, accepted below). A manifest needs the raw bytes, so layers are
+// read under "C" whatever the process's locale is.
+class ScopedCLocale {
+ public:
+  ScopedCLocale() : locale_(::newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr))) {
+    if (locale_ != nullptr) previous_ = ::uselocale(locale_);
+  }
+  ~ScopedCLocale() {
+    if (locale_ == nullptr) return;
+    ::uselocale(previous_);
+    ::freelocale(locale_);
+  }
+  ScopedCLocale(const ScopedCLocale&) = delete;
+  ScopedCLocale& operator=(const ScopedCLocale&) = delete;
+
+ private:
+  locale_t locale_;
+  locale_t previous_ = nullptr;
+};
+
+// libarchive's words for a stream that ended early.
+bool truncated(struct archive* a) {
+  const char* msg = ::archive_error_string(a);
+  return msg != nullptr && std::strstr(msg, "Truncated input file") != nullptr;
+}
+
+// A header warning that only says a name is not valid in the locale: the raw bytes are kept.
+bool only_a_conversion_warning(struct archive* a) {
+  const char* msg = ::archive_error_string(a);
+  return msg != nullptr && std::strstr(msg, "can't be converted") != nullptr;
+}
 
 // One regular file's bytes within a batch; `last` closes the file.
 struct Segment {
@@ -225,10 +261,11 @@ class LayerReader {
     for (std::uint64_t index = 0;; ++index) {
       struct archive_entry* ae = nullptr;
       int r = ::archive_read_next_header(a, &ae);
+      if (r == ARCHIVE_WARN && only_a_conversion_warning(a)) r = ARCHIVE_OK;
+      if (index == 0 && (r == ARCHIVE_OK || r == ARCHIVE_EOF)) CTRUST_TRY(check_filter(a));
       if (r == ARCHIVE_EOF) break;
       std::string where = "tar member " + std::to_string(index);
       if (r != ARCHIVE_OK) return archive_error(a, state, where);
-      if (index == 0) CTRUST_TRY(check_filter(a));
       if (index >= options_.limits.max_entries) {
         return Error(Errc::kLimit, "more than " + std::to_string(options_.limits.max_entries) +
                                        " members in one layer");
@@ -237,6 +274,7 @@ class LayerReader {
       if (name == nullptr || *name == '\0') return Error(Errc::kFormat, where + " has no name");
       auto m = member(a, ae, name, state);
       if (!m) return std::move(m).error().with_context("tar member " + shown(name));
+      if (ended_after_data_) break;
     }
     if (batch_.fill > 0 || !batch_.segments.empty()) CTRUST_TRY(queue_.submit(std::move(batch_)));
     return queue_.close();
@@ -389,34 +427,77 @@ class LayerReader {
     }
     layer_.members[index].entry.size = size;
     std::uint64_t done = 0;
+    // Appends bytes (zeros for a hole when `p` is null) to the member's segments.
+    auto append = [&](const std::uint8_t* p, std::uint64_t n) -> Result<void> {
+      while (n > 0) {
+        if (batch_.fill == batch_.data.size()) {
+          CTRUST_TRY(queue_.submit(std::move(batch_)));
+          CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
+        }
+        std::size_t begin = batch_.fill;
+        auto k = static_cast<std::size_t>(std::min<std::uint64_t>(n, batch_.data.size() - begin));
+        if (p != nullptr) {
+          std::memcpy(batch_.data.data() + begin, p, k);
+          p += k;
+        } else {
+          std::memset(batch_.data.data() + begin, 0, k);
+        }
+        batch_.fill += k;
+        extend_segment(index, begin, false);
+        n -= k;
+        done += k;
+      }
+      return ok_result();
+    };
+    // Blocks come with their offsets: sparse members have holes between them, read as zeros.
     for (;;) {
-      if (batch_.fill == batch_.data.size()) {
-        CTRUST_TRY(queue_.submit(std::move(batch_)));
-        CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
+      const void* buf = nullptr;
+      std::size_t len = 0;
+      la_int64_t offset = 0;
+      int r = ::archive_read_data_block(a, &buf, &len, &offset);
+      if (r == ARCHIVE_EOF) break;
+      if (r != ARCHIVE_OK) {
+        if (done == size && !state.error && truncated(a)) {
+          // The stream ends right after the last member's data, without the padding and
+          // end-of-archive blocks (umoci 0.4 `insert` writes such layers). Nothing is
+          // missing; umoci and Go's tar reader accept it, and so do we.
+          ended_after_data_ = true;
+          break;
+        }
+        return archive_error(a, state, "reading the file's data");
       }
-      std::size_t begin = batch_.fill;
-      la_ssize_t n =
-          ::archive_read_data(a, batch_.data.data() + begin, batch_.data.size() - begin);
-      if (n < 0) return archive_error(a, state, "reading the file's data");
-      done += static_cast<std::uint64_t>(n);
-      if (done > size) return Error(Errc::kFormat, "more data than the member's size");
-      batch_.fill += static_cast<std::size_t>(n);
-      bool last = n == 0;
-      if (!batch_.segments.empty() && batch_.segments.back().member == index &&
-          !batch_.segments.back().last) {
-        batch_.segments.back().end = batch_.fill;
-        batch_.segments.back().last = last;
-      } else {
-        batch_.segments.push_back({index, begin, batch_.fill, last});
+      if (offset < 0 || static_cast<std::uint64_t>(offset) < done ||
+          static_cast<std::uint64_t>(offset) > size || len > size - offset) {
+        return Error(Errc::kFormat, "data block outside the member's size or out of order");
       }
-      if (last) break;
+      CTRUST_TRY(append(nullptr, static_cast<std::uint64_t>(offset) - done));
+      CTRUST_TRY(append(static_cast<const std::uint8_t*>(buf), len));
     }
-    if (done != size) {
-      return Error(Errc::kTruncated, "the file's data ends after " + std::to_string(done) +
-                                         " of " + std::to_string(size) + " bytes");
+    if (done < size) {
+      if (::archive_entry_sparse_count(ae) == 0) {
+        return Error(Errc::kTruncated, "the file's data ends after " + std::to_string(done) +
+                                           " of " + std::to_string(size) + " bytes");
+      }
+      CTRUST_TRY(append(nullptr, size - done));  // a hole at the end
     }
+    if (batch_.fill == batch_.data.size()) {
+      CTRUST_TRY(queue_.submit(std::move(batch_)));
+      CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
+    }
+    extend_segment(index, batch_.fill, true);
     layer_.file_bytes += size;
     return ok_result();
+  }
+
+  // Extends the member's open segment in the current batch to its fill, or opens one.
+  void extend_segment(std::size_t index, std::size_t begin, bool last) {
+    if (!batch_.segments.empty() && batch_.segments.back().member == index &&
+        !batch_.segments.back().last) {
+      batch_.segments.back().end = batch_.fill;
+      batch_.segments.back().last = last;
+    } else {
+      batch_.segments.push_back({index, begin, batch_.fill, last});
+    }
   }
 
   const LayerReadOptions& options_;
@@ -424,6 +505,7 @@ class LayerReader {
   std::vector<std::string> wanted_;  // sorted
   BatchQueue queue_;
   Batch batch_;
+  bool ended_after_data_ = false;
 };
 
 }  // namespace
@@ -462,24 +544,14 @@ Result<std::string> normalize_member_path(std::string_view name, const LayerLimi
 }
 
 Result<Layer> read_layer(const LayerSource& source, const LayerReadOptions& options) {
+  ScopedCLocale c_locale;
   ArchiveHandle a(::archive_read_new());
   if (!a) return Error(Errc::kInternal, "archive_read_new failed");
   ::archive_read_support_format_tar(a.get());
-  switch (options.compression) {
-    case LayerCompression::kNone:
-      ::archive_read_support_filter_none(a.get());
-      break;
-    case LayerCompression::kGzip:
-      ::archive_read_support_filter_gzip(a.get());
-      break;
-    case LayerCompression::kZstd:
-      ::archive_read_support_filter_zstd(a.get());
-      break;
-    case LayerCompression::kAny:
-      ::archive_read_support_filter_gzip(a.get());
-      ::archive_read_support_filter_zstd(a.get());
-      break;
-  }
+  // Every supported filter is enabled and the one found is then checked against the
+  // declared one, so that a mismatch gets a clear error rather than "not a tar stream".
+  ::archive_read_support_filter_gzip(a.get());
+  ::archive_read_support_filter_zstd(a.get());
   SourceState state;
   state.source = &source;
   if (::archive_read_open(a.get(), &state, nullptr, source_read, nullptr) != ARCHIVE_OK) {
