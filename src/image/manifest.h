@@ -51,7 +51,7 @@ struct ManifestOptions {
   std::vector<std::string> xattrs;
   unsigned threads = 0;  // 0: one per online CPU
   // Called once after the walk with the number of bytes to hash, then with bytes hashed
-  // (from worker threads).
+  // (from worker threads). For an OCI layout (image/oci.h) both count layer blob bytes read.
   std::function<void(std::uint64_t)> on_walked;
   std::function<void(std::uint64_t)> progress;
 };
