@@ -27,6 +27,9 @@ constexpr const char* kCapability = "security.capability";
 // Regular-file bytes travel from the reader to the hasher in a few large batches; small
 // files share a batch, large ones span several.
 constexpr std::size_t kBatchSize = std::size_t{1} << 20;
+// Batches start small and grow to kBatchSize only when a layer has that much file data, so
+// that small layers (and the fuzzer) do not pay for megabytes they never use.
+constexpr std::size_t kFirstBatchSize = std::size_t{16} * 1024;
 constexpr std::size_t kBatches = 4;
 constexpr std::size_t kSourceBuffer = std::size_t{256} * 1024;
 
@@ -118,7 +121,7 @@ class BatchQueue {
  public:
   BatchQueue(Layer& layer, bool threaded) : hasher_(layer) {
     for (std::size_t i = 0; i < (threaded ? kBatches : 1); ++i) {
-      free_.emplace_back().data.resize(kBatchSize);
+      free_.emplace_back().data.resize(kFirstBatchSize);
     }
     if (threaded) thread_ = std::thread([this] { run(); });
   }
@@ -203,12 +206,13 @@ class BatchQueue {
 // caller sees it rather than libarchive's paraphrase.
 struct SourceState {
   const LayerSource* source = nullptr;
-  Bytes buffer = Bytes(kSourceBuffer);
+  Bytes buffer = Bytes(kFirstBatchSize);  // grows to kSourceBuffer as the layer is read
   std::optional<Error> error;
 };
 
 la_ssize_t source_read(struct archive* a, void* data, const void** out) {
   auto* s = static_cast<SourceState*>(data);
+  if (s->buffer.size() < kSourceBuffer) s->buffer.resize(std::min(kSourceBuffer, 4 * s->buffer.size()));
   auto n = (*s->source)(s->buffer);
   if (!n) {
     archive_set_error(a, EIO, "%s", n.error().message().c_str());
@@ -430,10 +434,7 @@ class LayerReader {
     // Appends bytes (zeros for a hole when `p` is null) to the member's segments.
     auto append = [&](const std::uint8_t* p, std::uint64_t n) -> Result<void> {
       while (n > 0) {
-        if (batch_.fill == batch_.data.size()) {
-          CTRUST_TRY(queue_.submit(std::move(batch_)));
-          CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
-        }
+        if (batch_.fill == batch_.data.size()) CTRUST_TRY(next_batch());
         std::size_t begin = batch_.fill;
         auto k = static_cast<std::size_t>(std::min<std::uint64_t>(n, batch_.data.size() - begin));
         if (p != nullptr) {
@@ -480,12 +481,20 @@ class LayerReader {
       }
       CTRUST_TRY(append(nullptr, size - done));  // a hole at the end
     }
-    if (batch_.fill == batch_.data.size()) {
-      CTRUST_TRY(queue_.submit(std::move(batch_)));
-      CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
-    }
+    if (batch_.fill == batch_.data.size()) CTRUST_TRY(next_batch());
     extend_segment(index, batch_.fill, true);
     layer_.file_bytes += size;
+    return ok_result();
+  }
+
+  // Makes room in a full batch: grows it up to kBatchSize, then hands it to the hasher.
+  Result<void> next_batch() {
+    if (batch_.data.size() < kBatchSize) {
+      batch_.data.resize(std::min(kBatchSize, 4 * batch_.data.size()));
+      return ok_result();
+    }
+    CTRUST_TRY(queue_.submit(std::move(batch_)));
+    CTRUST_ASSIGN_OR_RETURN(batch_, queue_.take());
     return ok_result();
   }
 

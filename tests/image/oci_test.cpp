@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <clocale>
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
 
 #include "crypto/fsverity.h"
@@ -262,6 +265,56 @@ TEST(OciLayer, OddNamesLongPathsAndXattrs) {
   ASSERT_TRUE(m.ok());
   EXPECT_NE(m->text().find(" xattr.security.capability=0100000201000000 xattr.user.a=41\n"),
             std::string::npos);
+}
+
+// A 512-byte ustar header (mode 0644, owner 0:0) with its checksum.
+std::string ustar_header(std::string_view name, std::size_t size, char type) {
+  std::string h(512, '\0');
+  h.replace(0, name.size(), name);
+  h.replace(100, 8, std::string("0000644\0", 8));
+  h.replace(108, 8, std::string("0000000\0", 8));
+  h.replace(116, 8, std::string("0000000\0", 8));
+  char num[16];
+  std::snprintf(num, sizeof(num), "%011zo", size);
+  h.replace(124, 12, std::string(num, 11) + '\0');
+  h.replace(136, 12, std::string("00000000000\0", 12));
+  h[156] = type;
+  h.replace(257, 8, std::string("ustar\0" "00", 8));
+  h.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (char c : h) sum += static_cast<unsigned char>(c);
+  std::snprintf(num, sizeof(num), "%06o", sum);
+  h.replace(148, 8, std::string(num, 6) + '\0' + ' ');
+  return h;
+}
+
+std::string padded(std::string s) { return s + std::string((512 - s.size() % 512) % 512, '\0'); }
+
+// One member named by a PAX path record holding raw bytes, as Go's archive/tar writes it.
+std::string go_pax_member(std::string_view path, std::string_view data) {
+  std::string body = " path=" + std::string(path) + "\n";
+  std::size_t n = body.size() + 1;
+  while (std::to_string(n).size() + body.size() != n) ++n;
+  std::string record = std::to_string(n) + body;
+  return ustar_header("PaxHeaders/x", record.size(), 'x') + padded(record) +
+         ustar_header("placeholder", data.size(), '0') + padded(std::string(data));
+}
+
+// Under a UTF-8 locale libarchive would turn the NFD name into NFC and replace invalid
+// bytes; the reader must keep the raw bytes whatever the process's locale is.
+TEST(OciLayer, PaxNamesAreRawBytesUnderAnyLocale) {
+  std::string nfd = "e\xcc\x81";
+  std::string bad = "\xff\xfe";
+  std::string tar = go_pax_member(nfd, "a") + go_pax_member(bad, "b") + std::string(1024, '\0');
+  const char* old = std::setlocale(LC_ALL, nullptr);
+  std::string saved = old != nullptr ? old : "C";
+  bool utf8 = std::setlocale(LC_ALL, "C.UTF-8") != nullptr;
+  auto m = apply({tar});
+  std::setlocale(LC_ALL, saved.c_str());
+  ASSERT_TRUE(m.ok()) << m.error().message();
+  ASSERT_EQ(m->entries.size(), 3u) << utf8;
+  EXPECT_EQ(m->entries[1].path, "/" + nfd);
+  EXPECT_EQ(m->entries[2].path, "/" + bad);
 }
 
 TEST(OciLayer, MemberNamesAreNormalisedOrRejected) {
