@@ -2,7 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <locale.h>
+#include <clocale>
 
 #include <algorithm>
 #include <condition_variable>
@@ -212,7 +212,8 @@ struct SourceState {
 
 la_ssize_t source_read(struct archive* a, void* data, const void** out) {
   auto* s = static_cast<SourceState*>(data);
-  if (s->buffer.size() < kSourceBuffer) s->buffer.resize(std::min(kSourceBuffer, 4 * s->buffer.size()));
+  if (s->buffer.size() < kSourceBuffer)
+    s->buffer.resize(std::min(kSourceBuffer, 4 * s->buffer.size()));
   auto n = (*s->source)(s->buffer);
   if (!n) {
     archive_set_error(a, EIO, "%s", n.error().message().c_str());
@@ -400,8 +401,7 @@ class LayerReader {
       total += n.size() + size;
       if (total > options_.limits.max_xattr_bytes) {
         return Error(Errc::kLimit, "extended attributes larger than " +
-                                       std::to_string(options_.limits.max_xattr_bytes) +
-                                       " bytes");
+                                       std::to_string(options_.limits.max_xattr_bytes) + " bytes");
       }
       if (!std::binary_search(wanted_.begin(), wanted_.end(), n)) continue;
       const auto* p = static_cast<const std::uint8_t*>(value);
@@ -426,8 +426,8 @@ class LayerReader {
     }
     auto size = static_cast<std::uint64_t>(::archive_entry_size(ae));
     if (size > options_.limits.max_file_size) {
-      return Error(Errc::kLimit, "file larger than " +
-                                     std::to_string(options_.limits.max_file_size) + " bytes");
+      return Error(Errc::kLimit,
+                   "file larger than " + std::to_string(options_.limits.max_file_size) + " bytes");
     }
     layer_.members[index].entry.size = size;
     std::uint64_t done = 0;
@@ -614,8 +614,8 @@ Result<void> LayerTree::check_parents(const std::string& path, bool create) {
                    shown(path) + " would be written through the symlink " + shown(parent));
     }
     if (t != FileType::kDirectory) {
-      return Error(Errc::kFormat, shown(path) + " is beneath " + shown(parent) +
-                                      ", which is not a directory");
+      return Error(Errc::kFormat,
+                   shown(path) + " is beneath " + shown(parent) + ", which is not a directory");
     }
   }
   return ok_result();
@@ -694,12 +694,12 @@ Result<void> LayerTree::apply(const Layer& layer) {
         }
         auto it = nodes_.find(m.link_target);
         if (it == nodes_.end()) {
-          return Error(Errc::kFormat, "hard link " + shown(m.path) + " to " +
-                                          shown(m.link_target) + ", which does not exist");
+          return Error(Errc::kFormat, "hard link " + shown(m.path) + " to " + shown(m.link_target) +
+                                          ", which does not exist");
         }
         if (it->second.entry.type == FileType::kDirectory) {
-          return Error(Errc::kFormat, "hard link " + shown(m.path) + " to the directory " +
-                                          shown(m.link_target));
+          return Error(Errc::kFormat,
+                       "hard link " + shown(m.path) + " to the directory " + shown(m.link_target));
         }
         ManifestEntry copy = it->second.entry;
         CTRUST_TRY(check_parents(m.path, true));

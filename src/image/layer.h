@@ -35,11 +35,11 @@ enum class LayerCompression : std::uint8_t {
 
 // Limits on untrusted layers; exceeding one is an Errc::kLimit error.
 struct LayerLimits {
-  std::uint64_t max_entries = 4'000'000;             // members per layer
-  std::size_t max_path = 65'536;                     // bytes of a member path
-  std::size_t max_name = 255;                        // bytes of one path component
-  std::size_t max_target = 4095;                     // bytes of a symlink target
-  std::size_t max_xattr_bytes = 65'536;              // names and values of one member
+  std::uint64_t max_entries = 4'000'000;                 // members per layer
+  std::size_t max_path = 65'536;                         // bytes of a member path
+  std::size_t max_name = 255;                            // bytes of one path component
+  std::size_t max_target = 4095;                         // bytes of a symlink target
+  std::size_t max_xattr_bytes = 65'536;                  // names and values of one member
   std::uint64_t max_file_size = std::uint64_t{1} << 36;  // 64 GiB, holes included
 };
 

@@ -22,7 +22,7 @@ constexpr std::string_view kDockerManifestType =
     "application/vnd.docker.distribution.manifest.v2+json";
 constexpr std::string_view kDockerListType =
     "application/vnd.docker.distribution.manifest.list.v2+json";
-constexpr std::size_t kMaxSmallFile = 64 * 1024;  // oci-layout
+constexpr std::size_t kMaxSmallFile = std::size_t{64} * 1024;  // oci-layout
 constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
 
 std::string shown(std::string_view s) { return printable(s, 128); }
@@ -93,15 +93,14 @@ Result<std::vector<Descriptor>> parse_descriptors(const Json& obj, const char* k
     return Error(Errc::kFormat, what + " has no \"" + key + "\" array");
   }
   if (it->size() > kMaxDescriptors) {
-    return Error(Errc::kLimit, what + " has more than " + std::to_string(kMaxDescriptors) + " " +
-                                   key);
+    return Error(Errc::kLimit,
+                 what + " has more than " + std::to_string(kMaxDescriptors) + " " + key);
   }
   std::vector<Descriptor> out;
   out.reserve(it->size());
   for (std::size_t i = 0; i < it->size(); ++i) {
     CTRUST_ASSIGN_OR_RETURN(
-        Descriptor d,
-        parse_descriptor((*it)[i], what + " " + key + "[" + std::to_string(i) + "]"));
+        Descriptor d, parse_descriptor((*it)[i], what + " " + key + "[" + std::to_string(i) + "]"));
     out.push_back(std::move(d));
   }
   return out;
@@ -116,14 +115,14 @@ std::string blob_path(const crypto::Digest& d) {
 Result<UniqueFd> open_blob(int layout_fd, const Descriptor& d) {
   CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_beneath(layout_fd, blob_path(d.digest), O_RDONLY));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return errno_error("cannot stat blob " + d.digest_string(), errno);
+  if (::fstat(fd.get(), &st) != 0)
+    return errno_error("cannot stat blob " + d.digest_string(), errno);
   if (!S_ISREG(st.st_mode)) {
     return Error(Errc::kFormat, "blob " + d.digest_string() + " is not a regular file");
   }
   if (static_cast<std::uint64_t>(st.st_size) != d.size) {
-    return Error(Errc::kFormat, "blob " + d.digest_string() + " has " +
-                                    std::to_string(st.st_size) + " bytes, its descriptor says " +
-                                    std::to_string(d.size));
+    return Error(Errc::kFormat, "blob " + d.digest_string() + " has " + std::to_string(st.st_size) +
+                                    " bytes, its descriptor says " + std::to_string(d.size));
   }
   return fd;
 }
@@ -245,12 +244,11 @@ Result<Descriptor> resolve_manifest(int layout_fd, const Descriptor& d, int dept
   if (is_manifest_type(d.media_type)) return d;
   if (!is_index_type(d.media_type)) {
     return Error(Errc::kUnsupported, "descriptor " + d.digest_string() + " has media type " +
-                                         shown(d.media_type) +
-                                         ", not an image manifest or index");
+                                         shown(d.media_type) + ", not an image manifest or index");
   }
   if (depth >= kMaxIndexDepth) {
-    return Error(Errc::kLimit, "image indexes nested deeper than " +
-                                   std::to_string(kMaxIndexDepth));
+    return Error(Errc::kLimit,
+                 "image indexes nested deeper than " + std::to_string(kMaxIndexDepth));
   }
   CTRUST_ASSIGN_OR_RETURN(std::string text, read_json_blob(layout_fd, d));
   auto descs = parse_oci_index(text);
@@ -266,19 +264,18 @@ Result<Descriptor> resolve_manifest(int layout_fd, const Descriptor& d, int dept
     if (!c.variant.empty()) platforms += "/" + shown(c.variant);
   }
   if (matches.size() != 1) {
-    return Error(Errc::kUnsupported,
-                 "image index " + d.digest_string() + " offers " +
-                     std::to_string(descs->size()) + " images and " +
-                     (matches.empty() ? "none" : "more than one") +
-                     " for linux/amd64 (platforms: " + platforms + ")");
+    return Error(Errc::kUnsupported, "image index " + d.digest_string() + " offers " +
+                                         std::to_string(descs->size()) + " images and " +
+                                         (matches.empty() ? "none" : "more than one") +
+                                         " for linux/amd64 (platforms: " + platforms + ")");
   }
   return resolve_manifest(layout_fd, *matches.front(), depth + 1);
 }
 
 Result<Descriptor> select_image(int layout_fd, const std::string& dir,
                                 const std::optional<std::string>& tag) {
-  CTRUST_ASSIGN_OR_RETURN(std::string layout, read_layout_file(layout_fd, "oci-layout",
-                                                               kMaxSmallFile));
+  CTRUST_ASSIGN_OR_RETURN(std::string layout,
+                          read_layout_file(layout_fd, "oci-layout", kMaxSmallFile));
   CTRUST_ASSIGN_OR_RETURN(Json lj, parse_json(layout, "oci-layout"));
   CTRUST_ASSIGN_OR_RETURN(std::string version,
                           string_field(lj, "imageLayoutVersion", true, "oci-layout"));
@@ -286,8 +283,8 @@ Result<Descriptor> select_image(int layout_fd, const std::string& dir,
     return Error(Errc::kUnsupported,
                  "oci-layout has imageLayoutVersion " + shown(version) + ", not 1.0.0");
   }
-  CTRUST_ASSIGN_OR_RETURN(std::string index, read_layout_file(layout_fd, "index.json",
-                                                              kMaxJsonBlob));
+  CTRUST_ASSIGN_OR_RETURN(std::string index,
+                          read_layout_file(layout_fd, "index.json", kMaxJsonBlob));
   auto descs = parse_oci_index(index);
   if (!descs) return std::move(descs).error().with_context("index.json");
   const Descriptor* chosen = nullptr;
@@ -301,8 +298,8 @@ Result<Descriptor> select_image(int layout_fd, const std::string& dir,
       chosen = &d;
     }
     if (chosen == nullptr) {
-      return Error(Errc::kNotFound, "no image tagged " + shown(*tag) + " in " + dir +
-                                        "; tags: " + tag_list(*descs));
+      return Error(Errc::kNotFound,
+                   "no image tagged " + shown(*tag) + " in " + dir + "; tags: " + tag_list(*descs));
     }
   } else {
     if (descs->size() != 1) {
@@ -403,14 +400,14 @@ Result<LayerCompression> layer_compression(std::string_view media_type) {
   if (media_type == "application/vnd.oci.image.layer.v1.tar+zstd") return LayerCompression::kZstd;
   if (media_type.starts_with("application/vnd.oci.image.layer.nondistributable.") ||
       media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip") {
-    return Error(Errc::kUnsupported, "non-distributable (foreign) layer type " +
-                                         shown(media_type) +
+    return Error(Errc::kUnsupported, "non-distributable (foreign) layer type " + shown(media_type) +
                                          ": its content is not in the layout");
   }
   return Error(Errc::kUnsupported, "unsupported layer media type " + shown(media_type));
 }
 
-Result<Manifest> manifest_from_oci_layout(const std::string& dir, std::optional<std::string> tag,
+Result<Manifest> manifest_from_oci_layout(const std::string& dir,
+                                          const std::optional<std::string>& tag,
                                           const ManifestOptions& options) {
   UniqueFd layout_fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!layout_fd) return errno_error("cannot open OCI layout " + dir, errno);

@@ -63,7 +63,8 @@ Result<LayerCompression> layer_compression(std::string_view media_type);
 
 // The manifest of the image `tag` in the OCI layout at `dir` (with no tag: the only image
 // in the layout). Errors name the blob, layer or member at fault.
-Result<Manifest> manifest_from_oci_layout(const std::string& dir, std::optional<std::string> tag,
+Result<Manifest> manifest_from_oci_layout(const std::string& dir,
+                                          const std::optional<std::string>& tag,
                                           const ManifestOptions& options);
 
 }  // namespace ctrust::image

@@ -149,7 +149,8 @@ TEST(OciLayer, CompressionsGiveTheSameManifest) {
 TEST(OciLayer, PipelineAndInlineHashingAgree) {
   std::vector<TarMember> members;
   for (int i = 0; i < 300; ++i) {
-    members.push_back(file("f" + std::to_string(i), std::string(i * 997 % 70000, char('a' + i % 26))));
+    members.push_back(
+        file("f" + std::to_string(i), std::string(i * 997 % 70000, char('a' + i % 26))));
   }
   members.push_back(file("big", std::string(3'500'000, 'b')));
   members.push_back(file("empty", ""));
@@ -175,14 +176,14 @@ TEST(OciLayer, WhiteoutsRemoveLowerLayerPathsAndNeverAppear) {
   auto m = apply({lower, upper});
   ASSERT_TRUE(m.ok()) << m.error().message();
   // c was written again by the whiteout's own layer: a whiteout hides lower layers only.
-  EXPECT_EQ(body(*m), "/ d 0755 0 0\n/a d 0755 0 0\n/a/y f 0644 0 0 size=1 fsverity=sha256:" +
-                          fsv("y") + "\n/c f 0644 0 0 size=5 fsverity=sha256:" + fsv("new c") +
-                          "\n");
+  EXPECT_EQ(body(*m),
+            "/ d 0755 0 0\n/a d 0755 0 0\n/a/y f 0644 0 0 size=1 fsverity=sha256:" + fsv("y") +
+                "\n/c f 0644 0 0 size=5 fsverity=sha256:" + fsv("new c") + "\n");
 }
 
 TEST(OciLayer, OpaqueDirectoriesKeepOnlyTheirOwnLayer) {
-  std::string lower = build_tar({dir("d"), file("d/x", "x"), dir("d/sub"), file("d/sub/y", "y"),
-                                 file("keep", "k")});
+  std::string lower = build_tar(
+      {dir("d"), file("d/x", "x"), dir("d/sub"), file("d/sub/y", "y"), file("keep", "k")});
   // The marker before and after the layer's own entries gives the same result.
   for (bool marker_first : {true, false}) {
     std::vector<TarMember> members = {file("d/z", "z"), file("d/sub/w", "w")};
@@ -200,22 +201,23 @@ TEST(OciLayer, LaterEntriesReplaceEarlierOnes) {
   std::string lower = build_tar({dir("d", 0700), file("d/x", "x"), dir("e"), file("e/x", "x"),
                                  file("f", "f"), file("g", "g")});
   std::string upper = build_tar({
-      owned(dir("d", 0750), 7, 0),  // dir over dir: children stay
-      file("e", "now a file"),                                  // file over dir: subtree goes
-      symlink("f", "g"),                                        // symlink over file
-      file("g", "first"), file("g", "second"),                  // same layer: last wins
+      owned(dir("d", 0750), 7, 0),              // dir over dir: children stay
+      file("e", "now a file"),                  // file over dir: subtree goes
+      symlink("f", "g"),                        // symlink over file
+      file("g", "first"), file("g", "second"),  // same layer: last wins
   });
   auto m = apply({lower, upper});
   ASSERT_TRUE(m.ok()) << m.error().message();
-  EXPECT_EQ(body(*m), "/ d 0755 0 0\n/d d 0750 7 0\n/d/x f 0644 0 0 size=1 fsverity=sha256:" +
-                          fsv("x") + "\n/e f 0644 0 0 size=10 fsverity=sha256:" +
-                          fsv("now a file") + "\n/f l 0777 0 0 target=g\n" +
-                          "/g f 0644 0 0 size=6 fsverity=sha256:" + fsv("second") + "\n");
+  EXPECT_EQ(body(*m),
+            "/ d 0755 0 0\n/d d 0750 7 0\n/d/x f 0644 0 0 size=1 fsverity=sha256:" + fsv("x") +
+                "\n/e f 0644 0 0 size=10 fsverity=sha256:" + fsv("now a file") +
+                "\n/f l 0777 0 0 target=g\n" +
+                "/g f 0644 0 0 size=6 fsverity=sha256:" + fsv("second") + "\n");
 }
 
 TEST(OciLayer, HardLinksCopyTheirTarget) {
-  std::string lower = build_tar({owned(file("bin/tool", "T", 0750), 3, 0),
-                                 symlink("lnk", "anything")});
+  std::string lower =
+      build_tar({owned(file("bin/tool", "T", 0750), 3, 0), symlink("lnk", "anything")});
   std::string upper = build_tar({hardlink("usr/tool", "bin/tool"), file("new", "N", 0600),
                                  hardlink("./new2", "./new"), hardlink("lnk2", "lnk")});
   auto m = apply({lower, upper});
@@ -245,7 +247,8 @@ TEST(OciLayer, SparseMembersHashTheirHoles) {
 TEST(OciLayer, OddNamesLongPathsAndXattrs) {
   std::string odd = std::string("odd\xff\xfe name\nline", 16);
   std::string path;
-  for (int i = 0; i < 30; ++i) path += "directory-level-number-" + std::to_string(i) + "-" + std::string(150, 'x') + "/";
+  for (int i = 0; i < 30; ++i)
+    path += "directory-level-number-" + std::to_string(i) + "-" + std::string(150, 'x') + "/";
   ASSERT_GT(path.size(), 4096u);
   std::string cap("\x01\x00\x00\x02\x01\x00\x00\x00", 8);
   std::vector<TarMember> members = {
@@ -279,7 +282,10 @@ std::string ustar_header(std::string_view name, std::size_t size, char type) {
   h.replace(124, 12, std::string(num, 11) + '\0');
   h.replace(136, 12, std::string("00000000000\0", 12));
   h[156] = type;
-  h.replace(257, 8, std::string("ustar\0" "00", 8));
+  h.replace(257, 8,
+            std::string("ustar\0"
+                        "00",
+                        8));
   h.replace(148, 8, "        ");
   unsigned sum = 0;
   for (char c : h) sum += static_cast<unsigned char>(c);
@@ -338,8 +344,7 @@ TEST(OciLayer, HostileMembersAreRejected) {
   EXPECT_ERROR(apply({build_tar({file("/etc/passwd", "")})}), "absolute member name");
   // A symlink from an earlier layer, or earlier in the same layer, is never written through.
   std::string link = build_tar({symlink("lib", "../../etc")});
-  EXPECT_ERROR(apply({link, build_tar({file("lib/passwd", "x")})}),
-               "through the symlink /lib");
+  EXPECT_ERROR(apply({link, build_tar({file("lib/passwd", "x")})}), "through the symlink /lib");
   EXPECT_ERROR(apply({build_tar({symlink("lib", "/etc"), file("lib/passwd", "x")})}),
                "through the symlink /lib");
   EXPECT_ERROR(apply({link, build_tar({file("lib/.wh.passwd", "")})}), "through the symlink");
@@ -376,8 +381,9 @@ TEST(OciLayer, LimitsAreEnforced) {
   EXPECT_ERROR(apply({huge}), "file larger than 68719476736 bytes");
   small = {};
   small.limits.max_entries = 3;
-  EXPECT_ERROR(apply({build_tar({file("a", ""), file("b", ""), file("c", ""), file("d", "")})}, small),
-               "more than 3 members");
+  EXPECT_ERROR(
+      apply({build_tar({file("a", ""), file("b", ""), file("c", ""), file("d", "")})}, small),
+      "more than 3 members");
   small = {};
   small.limits.max_xattr_bytes = 10;
   EXPECT_ERROR(apply({build_tar({with_xattrs(file("x", ""), {{"user.a", "0123456789"}})})}, small),
@@ -473,7 +479,8 @@ TEST_F(OciLayoutTest, NestedIndexesPickLinuxAmd64) {
 TEST_F(OciLayoutTest, TamperedBlobsAreNamed) {
   nlohmann::json d = image({base_});
   index({d});
-  Bytes raw = *read_file(dir_ + "/blobs/sha256/" + d["digest"].get<std::string>().substr(7), 1 << 20);
+  Bytes raw =
+      *read_file(dir_ + "/blobs/sha256/" + d["digest"].get<std::string>().substr(7), 1 << 20);
   auto m = *parse_oci_manifest(std::string(raw.begin(), raw.end()));
   std::string layer = dir_ + "/blobs/sha256/" + m.layers[0].digest.hex();
   std::string tampered = base_;
@@ -514,7 +521,8 @@ TEST_F(OciLayoutTest, MalformedLayoutsAreRejected) {
   index({neg});
   EXPECT_ERROR(digest(), "no valid \"size\"");
   index({image({base_}, "application/vnd.oci.image.layer.v1.tar+bzip2")});
-  EXPECT_ERROR(digest(), "unsupported layer media type application/vnd.oci.image.layer.v1.tar+bzip2");
+  EXPECT_ERROR(digest(),
+               "unsupported layer media type application/vnd.oci.image.layer.v1.tar+bzip2");
   index({image({base_}, "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")});
   EXPECT_ERROR(digest(), "non-distributable");
   index({image({base_}, "application/vnd.oci.image.layer.v1.tar+gzip")});
@@ -548,8 +556,8 @@ TEST(OciParse, ManifestsNeedTheirFields) {
   EXPECT_FALSE(parse_oci_manifest(R"({"schemaVersion": 1})").ok());
   EXPECT_FALSE(parse_oci_manifest(R"({"schemaVersion": 2, "layers": []})").ok());
   EXPECT_FALSE(parse_oci_manifest(R"({"schemaVersion": 2.5})").ok());
-  std::string cfg = R"({"mediaType": "x", "digest": "sha256:)" + std::string(64, 'a') +
-                    R"(", "size": 2})";
+  std::string cfg =
+      R"({"mediaType": "x", "digest": "sha256:)" + std::string(64, 'a') + R"(", "size": 2})";
   auto m = parse_oci_manifest(R"({"schemaVersion": 2, "config": )" + cfg + R"(, "layers": [)" +
                               cfg + "]}");
   ASSERT_TRUE(m.ok()) << m.error().message();

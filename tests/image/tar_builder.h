@@ -64,7 +64,9 @@ inline std::string build_tar(const std::vector<TarMember>& members,
       ::archive_entry_sparse_add_entry(e, offset, length);
     }
     bool regular = m.type == AE_IFREG && m.hardlink.empty();
-    ::archive_entry_set_size(e, m.size >= 0 ? m.size : regular ? static_cast<long long>(m.data.size()) : 0);
+    ::archive_entry_set_size(e, m.size >= 0 ? m.size
+                                : regular   ? static_cast<long long>(m.data.size())
+                                            : 0);
     if (::archive_write_header(a, e) < ARCHIVE_WARN) {
       std::fprintf(stderr, "build_tar: %s\n", ::archive_error_string(a));
       std::abort();
