@@ -87,11 +87,11 @@ struct Batch {
   std::vector<Segment> segments;
 };
 
-// Computes fs-verity digests of the files in a stream of batches, in order.
+// Computes fs-verity digests of the files in a stream of batches, in order. The digests
+// are kept here, not written into the Layer, whose member vector the reader thread grows
+// meanwhile; they are merged after the hashing thread has been joined.
 class FileHasher {
  public:
-  explicit FileHasher(Layer& layer) : layer_(layer) {}
-
   Result<void> consume(const Batch& batch) {
     for (const Segment& s : batch.segments) {
       if (!current_) {
@@ -103,23 +103,26 @@ class FileHasher {
       }
       if (s.last) {
         CTRUST_ASSIGN_OR_RETURN(crypto::Digest d, current_->finish());
-        layer_.members[s.member].entry.fsverity = d;
+        digests_.emplace_back(s.member, d);
         current_.reset();
       }
     }
     return ok_result();
   }
 
+  // Member index and digest of every file finished so far.
+  const std::vector<std::pair<std::size_t, crypto::Digest>>& digests() const { return digests_; }
+
  private:
-  Layer& layer_;
   std::optional<crypto::FsVerityHasher> current_;
+  std::vector<std::pair<std::size_t, crypto::Digest>> digests_;
 };
 
 // Hands full batches to a hashing thread and takes empty ones back (or, without a
 // pipeline, hashes them on the calling thread).
 class BatchQueue {
  public:
-  BatchQueue(Layer& layer, bool threaded) : hasher_(layer) {
+  explicit BatchQueue(bool threaded) {
     for (std::size_t i = 0; i < (threaded ? kBatches : 1); ++i) {
       free_.emplace_back().data.resize(kFirstBatchSize);
     }
@@ -159,6 +162,9 @@ class BatchQueue {
     cv_.notify_all();
     return ok_result();
   }
+
+  // Only after close().
+  const FileHasher& hasher() const { return hasher_; }
 
   // Waits for the hasher to finish everything submitted; returns its first error.
   Result<void> close() {
@@ -254,7 +260,7 @@ std::optional<FileType> file_type(mode_t type) {
 class LayerReader {
  public:
   LayerReader(const LayerReadOptions& options, Layer& layer)
-      : options_(options), layer_(layer), queue_(layer, options.pipeline) {
+      : options_(options), layer_(layer), queue_(options.pipeline) {
     wanted_ = options.xattrs;
     wanted_.emplace_back(kCapability);
     std::sort(wanted_.begin(), wanted_.end());
@@ -282,7 +288,11 @@ class LayerReader {
       if (ended_after_data_) break;
     }
     if (batch_.fill > 0 || !batch_.segments.empty()) CTRUST_TRY(queue_.submit(std::move(batch_)));
-    return queue_.close();
+    CTRUST_TRY(queue_.close());
+    for (const auto& [index, digest] : queue_.hasher().digests()) {
+      layer_.members[index].entry.fsverity = digest;
+    }
+    return ok_result();
   }
 
  private:
