@@ -328,6 +328,12 @@ class LayerReader {
     CTRUST_ASSIGN_OR_RETURN(std::string path, normalize_member_path(name, limits));
     LayerMember m;
     std::string_view base = std::string_view(path).substr(path.rfind('/') + 1);
+    // A whiteout name is only meaningful as the last component; as a directory it would
+    // put a whiteout-looking path into the image.
+    if (std::string_view(path).substr(0, path.size() - base.size()).find("/.wh.") !=
+        std::string_view::npos) {
+      return Error(Errc::kFormat, "a whiteout name used as a directory");
+    }
     if (base.starts_with(kWhiteoutPrefix)) {
       std::string parent = path.substr(0, path.size() - base.size());
       if (parent.size() > 1) parent.pop_back();  // "/a/" -> "/a"; "/" stays

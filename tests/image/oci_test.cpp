@@ -358,6 +358,7 @@ TEST(OciLayer, HostileMembersAreRejected) {
   EXPECT_ERROR(apply({build_tar({hardlink("x", "later"), file("later", "")})}), "does not exist");
   EXPECT_ERROR(apply({build_tar({file("a/.wh..wh.plnk", "")})}), "unsupported whiteout");
   EXPECT_ERROR(apply({build_tar({file(".wh.", "")})}), "whiteout without a valid name");
+  EXPECT_ERROR(apply({build_tar({file(".wh.d/x", "")})}), "a whiteout name used as a directory");
 }
 
 TEST(OciLayer, LimitsAreEnforced) {
