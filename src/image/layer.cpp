@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "crypto/fsverity.h"
 #include "util/text.h"
@@ -43,21 +44,21 @@ std::string shown(std::string_view path) { return printable(path, 256); }
 // two different trees could read the same; under "C" the conversion fails and it keeps the
 // raw bytes (with a warning, accepted below). A manifest needs the raw bytes, so layers are
 // read under "C" whatever the process's locale is.
+using LocaleHandle = UniquePtr<std::remove_pointer_t<locale_t>, ::freelocale>;
+
 class ScopedCLocale {
  public:
   ScopedCLocale() : locale_(::newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr))) {
-    if (locale_ != nullptr) previous_ = ::uselocale(locale_);
+    if (locale_) previous_ = ::uselocale(locale_.get());
   }
   ~ScopedCLocale() {
-    if (locale_ == nullptr) return;
-    ::uselocale(previous_);
-    ::freelocale(locale_);
+    if (locale_) ::uselocale(previous_);  // before locale_ is freed
   }
   ScopedCLocale(const ScopedCLocale&) = delete;
   ScopedCLocale& operator=(const ScopedCLocale&) = delete;
 
  private:
-  locale_t locale_;
+  LocaleHandle locale_;
   locale_t previous_ = nullptr;
 };
 
