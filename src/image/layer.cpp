@@ -658,13 +658,13 @@ void LayerTree::erase_subtree(const std::string& path, bool lower_only) {
   }
 }
 
-Result<void> LayerTree::put(const std::string& path, const ManifestEntry& entry) {
+Result<void> LayerTree::put(const std::string& path, ManifestEntry entry) {
   auto it = nodes_.find(path);
   if (path == "/" && entry.type != FileType::kDirectory) {
     return Error(Errc::kFormat, "the root must be a directory");
   }
   if (it == nodes_.end()) {
-    nodes_.emplace(path, Node{entry, layer_});
+    nodes_.emplace(path, Node{std::move(entry), layer_});
     return ok_result();
   }
   Node& n = it->second;
@@ -672,12 +672,12 @@ Result<void> LayerTree::put(const std::string& path, const ManifestEntry& entry)
     erase_subtree(path, false);
   }
   // A directory over a directory takes the new metadata and keeps the children.
-  n.entry = entry;
+  n.entry = std::move(entry);
   n.layer = layer_;
   return ok_result();
 }
 
-Result<void> LayerTree::apply(const Layer& layer) {
+Result<void> LayerTree::apply(Layer layer) {
   ++layer_;
   // Whiteouts hide what lower layers put there, never what this layer adds, whatever the
   // member order: apply them first, while the tree holds only lower layers.
@@ -698,11 +698,11 @@ Result<void> LayerTree::apply(const Layer& layer) {
       erase_subtree(m.path, true);
     }
   }
-  for (const LayerMember& m : layer.members) {
+  for (LayerMember& m : layer.members) {
     switch (m.kind) {
       case LayerMember::Kind::kEntry:
         if (m.path != "/") CTRUST_TRY(check_parents(m.path, true));
-        CTRUST_TRY(put(m.path, m.entry));
+        CTRUST_TRY(put(m.path, std::move(m.entry)));
         break;
       case LayerMember::Kind::kHardlink: {
         auto target = check_parents(m.link_target, false);
@@ -720,7 +720,7 @@ Result<void> LayerTree::apply(const Layer& layer) {
         }
         ManifestEntry copy = it->second.entry;
         CTRUST_TRY(check_parents(m.path, true));
-        CTRUST_TRY(put(m.path, copy));
+        CTRUST_TRY(put(m.path, std::move(copy)));
         break;
       }
       case LayerMember::Kind::kOpaque:

@@ -89,8 +89,9 @@ class LayerTree {
  public:
   LayerTree();
 
-  // Applies the next layer. On an error the tree is left partially applied.
-  Result<void> apply(const Layer& layer);
+  // Applies the next layer (its entries are moved into the tree; pass a copy to keep
+  // them). On an error the tree is left partially applied.
+  Result<void> apply(Layer layer);
   std::size_t size() const { return nodes_.size(); }
   // The entries, sorted by path bytes, with paths filled in.
   Manifest manifest() &&;
@@ -104,7 +105,7 @@ class LayerTree {
 
   Result<void> check_parents(const std::string& path, bool create);
   void erase_subtree(const std::string& path, bool lower_only);
-  Result<void> put(const std::string& path, const ManifestEntry& entry);
+  Result<void> put(const std::string& path, ManifestEntry entry);
 
   Map nodes_;
   std::uint32_t layer_ = 0;  // index of the layer being applied

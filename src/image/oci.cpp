@@ -467,7 +467,7 @@ Result<Manifest> manifest_from_oci_layout(const std::string& dir,
   }
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     std::string where = "layer " + std::to_string(i) + " (" + jobs[i].desc.digest_string() + ")";
-    auto r = tree.apply(jobs[i].result->value());
+    auto r = tree.apply(std::move(jobs[i].result->value()));
     if (!r) return std::move(r).error().with_context(where);
     jobs[i].result.reset();  // free the records as soon as they are applied
   }

@@ -70,7 +70,7 @@ Result<Manifest> apply(const std::vector<std::string>& tars, LayerReadOptions op
   LayerTree tree;
   for (std::size_t i = 0; i < tars.size(); ++i) {
     CTRUST_ASSIGN_OR_RETURN(Layer layer, read_layer(as_bytes(tars[i]), options));
-    CTRUST_TRY(tree.apply(layer));
+    CTRUST_TRY(tree.apply(std::move(layer)));
   }
   return std::move(tree).manifest();
 }
