@@ -5,6 +5,7 @@
 #include <clocale>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -56,6 +57,7 @@ class ScopedCLocale {
   }
   ScopedCLocale(const ScopedCLocale&) = delete;
   ScopedCLocale& operator=(const ScopedCLocale&) = delete;
+  bool active() const { return locale_.valid(); }
 
  private:
   LocaleHandle locale_;
@@ -571,6 +573,7 @@ Result<std::string> normalize_member_path(std::string_view name, const LayerLimi
 
 Result<Layer> read_layer(const LayerSource& source, const LayerReadOptions& options) {
   ScopedCLocale c_locale;
+  if (!c_locale.active()) return errno_error("cannot create the C locale", errno);
   ArchiveHandle a(::archive_read_new());
   if (!a) return Error(Errc::kInternal, "archive_read_new failed");
   ::archive_read_support_format_tar(a.get());
