@@ -2,9 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -29,17 +27,10 @@ using DirHandle = UniquePtr<DIR, close_dir>;
 
 // Opens `rel` (relative to the root, no leading slash; "" is the root itself) without ever
 // leaving the tree or following a symlink on the way.
-Result<UniqueFd> open_beneath(int root_fd, const std::string& rel, std::uint64_t flags) {
-  struct open_how how {};
-  how.flags = flags | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  const char* p = rel.empty() ? "." : rel.c_str();
-  long fd;
-  do {
-    fd = ::syscall(SYS_openat2, root_fd, p, &how, sizeof(how));
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno_error("cannot open /" + printable(rel, 256) + " in the image", errno);
-  return UniqueFd(static_cast<int>(fd));
+Result<UniqueFd> open_in_image(int root_fd, const std::string& rel, std::uint64_t flags) {
+  auto fd = ctrust::open_beneath(root_fd, rel, flags);
+  if (!fd) return std::move(fd).error().with_context("in the image");
+  return fd;
 }
 
 std::optional<FileType> file_type(mode_t mode) {
@@ -140,7 +131,7 @@ struct Walk {
     std::vector<std::string> pending;
     std::vector<std::string> subdirs;
     {
-      CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_beneath(root_fd, "", O_RDONLY | O_DIRECTORY));
+      CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_in_image(root_fd, "", O_RDONLY | O_DIRECTORY));
       CTRUST_TRY(add(fd.get(), "", "/", pending));
       pending.emplace_back("/");
     }
@@ -148,7 +139,7 @@ struct Walk {
       std::string dir = std::move(pending.back());
       pending.pop_back();
       std::string rel = dir == "/" ? "" : dir.substr(1);
-      CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY));
+      CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, open_in_image(root_fd, rel, O_RDONLY | O_DIRECTORY));
       int dir_fd = fd.get();
       DirHandle d(::fdopendir(fd.release()));
       if (!d) return errno_error("cannot list " + printable(dir, 256), errno);
@@ -203,7 +194,7 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
       if (i >= walk.files.size() || failed.load()) return;
       auto [index, ino] = walk.files[i];
       ManifestEntry& e = walk.entries[index];
-      auto fd = open_beneath(root_fd, e.path.substr(1), O_RDONLY | O_NOFOLLOW);
+      auto fd = open_in_image(root_fd, e.path.substr(1), O_RDONLY | O_NOFOLLOW);
       Result<crypto::Digest> d = Error(Errc::kInternal, "unset");
       struct stat st {};
       if (!fd) {

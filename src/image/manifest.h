@@ -65,7 +65,7 @@ struct ManifestOptions {
   // Also compute each regular file's plain digest and ContentKind (policy creation).
   std::optional<crypto::HashAlg> content_digest;
   // Called once after the walk with the number of bytes to hash, then with bytes hashed
-  // (from worker threads).
+  // (from worker threads). For an OCI layout (image/oci.h) both count layer blob bytes read.
   std::function<void(std::uint64_t)> on_walked;
   std::function<void(std::uint64_t)> progress;
 };

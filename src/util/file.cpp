@@ -1,12 +1,16 @@
 #include "util/file.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <utility>
+
+#include "util/text.h"
 
 namespace ctrust {
 
@@ -14,6 +18,19 @@ Result<UniqueFd> open_read(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno_error("cannot open " + path, errno);
   return UniqueFd(fd);
+}
+
+Result<UniqueFd> open_beneath(int dir_fd, const std::string& rel, std::uint64_t flags) {
+  struct open_how how {};
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const char* p = rel.empty() ? "." : rel.c_str();
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, dir_fd, p, &how, sizeof(how));
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno_error("cannot open " + printable(p, 256), errno);
+  return UniqueFd(static_cast<int>(fd));
 }
 
 Result<std::size_t> pread_full(int fd, std::span<std::uint8_t> buf, off_t offset) {

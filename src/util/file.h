@@ -17,6 +17,12 @@ namespace ctrust {
 
 Result<UniqueFd> open_read(const std::string& path);
 
+// Opens `rel` (relative to `dir_fd`; "" is the directory itself) with openat2(RESOLVE_BENEATH
+// | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): nothing on the way may be a symlink or
+// lead out of `dir_fd`, so an untrusted tree (an image, an OCI layout) cannot redirect it.
+// O_CLOEXEC is added to `flags`.
+Result<UniqueFd> open_beneath(int dir_fd, const std::string& rel, std::uint64_t flags);
+
 // Reads up to buf.size() bytes at `offset`, retrying on EINTR and short reads; returns
 // fewer only at end of file. Does not move the fd's file offset.
 Result<std::size_t> pread_full(int fd, std::span<std::uint8_t> buf, off_t offset);

@@ -121,6 +121,6 @@ fi
 # Errors.
 check_exit "missing root" 3 "$CTRUST" image digest nope
 check_exit "not a directory" 3 "$CTRUST" image digest r/etc/empty
-check_exit "OCI layouts not yet" 3 "$CTRUST" image digest oci:layout
+check_exit "missing OCI layout" 3 "$CTRUST" image digest oci:layout
 check "help" "$CTRUST" image digest --help
 finish

@@ -1,8 +1,11 @@
 // ctrust image: kernel-verifiable image digests.
+#include <sys/stat.h>
+
 #include <mutex>
 
 #include "cmd/ctrust/cli.h"
 #include "image/manifest.h"
+#include "image/oci.h"
 #include "util/file.h"
 
 namespace ctrust::cli {
@@ -16,11 +19,31 @@ struct ImageDigestArgs {
   bool json = false;
 };
 
+struct OciSource {
+  std::string dir;
+  std::optional<std::string> tag;
+};
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// "oci:DIR[:TAG]": a directory may itself contain ':', so when the whole of DIR[:TAG] names
+// an existing directory it is the layout; otherwise the tag follows the last ':'.
+std::optional<OciSource> parse_oci_source(const std::string& source) {
+  if (source.rfind("oci:", 0) != 0) return std::nullopt;
+  std::string rest = source.substr(4);
+  std::size_t colon = rest.rfind(':');
+  if (is_directory(rest) || colon == std::string::npos) return OciSource{rest, std::nullopt};
+  return OciSource{rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
 int run_image_digest(const ImageDigestArgs& args) {
-  if (args.source.rfind("oci:", 0) == 0) {
-    return report_error("OCI image layouts (" + args.source +
-                        ") are not supported yet; give a root filesystem directory or "
-                        "/proc/PID/root");
+  auto oci = parse_oci_source(args.source);
+  if (oci && (oci->dir.empty() || (oci->tag && oci->tag->empty()))) {
+    report_error("an OCI source is oci:DIR or oci:DIR:TAG, not " + args.source);
+    return kExitUsage;
   }
   std::mutex mu;
   std::optional<Progress> progress;
@@ -28,12 +51,17 @@ int run_image_digest(const ImageDigestArgs& args) {
   options.xattrs = args.xattrs;
   options.threads = args.threads;
   // Workers report from several threads; the bar itself is single-threaded.
-  options.on_walked = [&](std::uint64_t total) { progress.emplace("hashing", total); };
+  // For an OCI layout the total and the progress count layer blob bytes.
+  options.on_walked = [&](std::uint64_t total) {
+    std::lock_guard lock(mu);
+    progress.emplace(oci ? "reading layers" : "hashing", total);
+  };
   options.progress = [&](std::uint64_t n) {
     std::lock_guard lock(mu);
     if (progress) progress->advance(n);
   };
-  auto m = image::manifest_from_directory(args.source, options);
+  auto m = oci ? image::manifest_from_oci_layout(oci->dir, oci->tag, options)
+               : image::manifest_from_directory(args.source, options);
   progress.reset();
   if (!m) return report_error(m.error());
   auto digest = m->digest();
@@ -62,7 +90,9 @@ void register_image_commands(CLI::App& app, Context& ctx) {
   image->require_subcommand(1);
   auto args = std::make_shared<ImageDigestArgs>();
   CLI::App* c = image->add_subcommand(
-      "digest", "Print the image digest of a root filesystem: SHA-256 over its canonical manifest");
+      "digest",
+      "Print the image digest of a root filesystem or an OCI image: SHA-256 over its canonical "
+      "manifest");
   c->add_option("--manifest", args->manifest_out,
                 "Also write the canonical manifest to FILE ('-': standard output, instead of "
                 "the digest)");
@@ -70,7 +100,11 @@ void register_image_commands(CLI::App& app, Context& ctx) {
                 "Record this extended attribute too (security.capability always is); repeat");
   c->add_option("--threads", args->threads, "Hashing threads (default: one per CPU)");
   c->add_flag("--json", args->json, "Print JSON");
-  c->add_option("source", args->source, "Root filesystem directory, or /proc/PID/root")->required();
+  c->add_option("source", args->source,
+                "Root filesystem directory, /proc/PID/root, or oci:DIR[:TAG] (an OCI image "
+                "layout; the tag is what follows the last ':' unless oci:DIR names an existing "
+                "directory; with no tag, the layout must hold one image)")
+      ->required();
   c->callback([args, &ctx] { ctx.exit_code = run_image_digest(*args); });
 }
 
