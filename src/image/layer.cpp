@@ -5,6 +5,7 @@
 #include <clocale>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -95,37 +96,68 @@ struct Batch {
 // meanwhile; they are merged after the hashing thread has been joined.
 class FileHasher {
  public:
+  struct Result_ {
+    std::size_t member;
+    crypto::Digest fsverity;
+    std::optional<crypto::Digest> content;  // with content_digest
+    ContentKind kind = ContentKind::kData;
+  };
+
+  explicit FileHasher(std::optional<crypto::HashAlg> content_alg) : content_alg_(content_alg) {}
+
   Result<void> consume(const Batch& batch) {
     for (const Segment& s : batch.segments) {
       if (!current_) {
         CTRUST_ASSIGN_OR_RETURN(crypto::FsVerityHasher h, crypto::FsVerityHasher::create({}));
         current_.emplace(std::move(h));
+        if (content_alg_ && !content_) {
+          CTRUST_ASSIGN_OR_RETURN(crypto::Hasher c, crypto::Hasher::create(*content_alg_));
+          content_.emplace(std::move(c));
+        }
+        head_size_ = 0;
       }
       if (s.end > s.begin) {
-        CTRUST_TRY(current_->update(ByteView(batch.data.data() + s.begin, s.end - s.begin)));
+        ByteView data(batch.data.data() + s.begin, s.end - s.begin);
+        CTRUST_TRY(current_->update(data));
+        if (content_) {
+          CTRUST_TRY(content_->update(data));
+          while (head_size_ < head_.size() && !data.empty()) {
+            head_[head_size_++] = data.front();
+            data = data.subspan(1);
+          }
+        }
       }
       if (s.last) {
-        CTRUST_ASSIGN_OR_RETURN(crypto::Digest d, current_->finish());
-        digests_.emplace_back(s.member, d);
+        Result_ r{s.member, {}, std::nullopt, ContentKind::kData};
+        CTRUST_ASSIGN_OR_RETURN(r.fsverity, current_->finish());
+        if (content_) {
+          CTRUST_ASSIGN_OR_RETURN(r.content, content_->finish());
+          r.kind = content_kind(ByteView(head_.data(), head_size_));
+        }
+        results_.push_back(r);
         current_.reset();
       }
     }
     return ok_result();
   }
 
-  // Member index and digest of every file finished so far.
-  const std::vector<std::pair<std::size_t, crypto::Digest>>& digests() const { return digests_; }
+  // Every file finished so far, in member order.
+  const std::vector<Result_>& results() const { return results_; }
 
  private:
+  std::optional<crypto::HashAlg> content_alg_;
   std::optional<crypto::FsVerityHasher> current_;
-  std::vector<std::pair<std::size_t, crypto::Digest>> digests_;
+  std::optional<crypto::Hasher> content_;  // reused: finish() resets it
+  std::array<std::uint8_t, 4> head_{};
+  std::size_t head_size_ = 0;
+  std::vector<Result_> results_;
 };
 
 // Hands full batches to a hashing thread and takes empty ones back (or, without a
 // pipeline, hashes them on the calling thread).
 class BatchQueue {
  public:
-  explicit BatchQueue(bool threaded) {
+  BatchQueue(bool threaded, std::optional<crypto::HashAlg> content_alg) : hasher_(content_alg) {
     for (std::size_t i = 0; i < (threaded ? kBatches : 1); ++i) {
       free_.emplace_back().data.resize(kFirstBatchSize);
     }
@@ -263,7 +295,7 @@ std::optional<FileType> file_type(mode_t type) {
 class LayerReader {
  public:
   LayerReader(const LayerReadOptions& options, Layer& layer)
-      : options_(options), layer_(layer), queue_(options.pipeline) {
+      : options_(options), layer_(layer), queue_(options.pipeline, options.content_digest) {
     wanted_ = options.xattrs;
     wanted_.emplace_back(kCapability);
     std::sort(wanted_.begin(), wanted_.end());
@@ -292,8 +324,11 @@ class LayerReader {
     }
     if (batch_.fill > 0 || !batch_.segments.empty()) CTRUST_TRY(queue_.submit(std::move(batch_)));
     CTRUST_TRY(queue_.close());
-    for (const auto& [index, digest] : queue_.hasher().digests()) {
-      layer_.members[index].entry.fsverity = digest;
+    for (const auto& r : queue_.hasher().results()) {
+      ManifestEntry& e = layer_.members[r.member].entry;
+      e.fsverity = r.fsverity;
+      e.content = r.content;
+      e.kind = r.kind;
     }
     return ok_result();
   }

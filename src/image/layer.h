@@ -50,6 +50,8 @@ struct LayerReadOptions {
   LayerLimits limits;
   // Hash regular files on a second thread while the first decompresses and parses.
   bool pipeline = true;
+  // Also compute each regular file's plain digest and ContentKind (policy creation).
+  std::optional<crypto::HashAlg> content_digest;
 };
 
 // One tar member, normalised. `path` is absolute within the image ("/" is the root).

@@ -168,11 +168,7 @@ Result<void> classify_content(int fd, crypto::HashAlg alg, ManifestEntry& e) {
   CTRUST_ASSIGN_OR_RETURN(e.content, crypto::digest_fd(alg, fd));
   std::array<std::uint8_t, 4> head{};
   CTRUST_ASSIGN_OR_RETURN(std::size_t n, pread_full(fd, head, 0));
-  if (n >= 4 && head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F') {
-    e.kind = ContentKind::kElf;
-  } else if (n >= 2 && head[0] == '#' && head[1] == '!') {
-    e.kind = ContentKind::kScript;
-  }
+  e.kind = content_kind(ByteView(head.data(), n));
   return ok_result();
 }
 
@@ -245,6 +241,14 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
 }
 
 }  // namespace
+
+ContentKind content_kind(ByteView head) {
+  if (head.size() >= 4 && head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F') {
+    return ContentKind::kElf;
+  }
+  if (head.size() >= 2 && head[0] == '#' && head[1] == '!') return ContentKind::kScript;
+  return ContentKind::kData;
+}
 
 std::string escape_bytes(std::string_view raw) {
   return escape_bytes_if(raw, [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '\\'; });

@@ -40,6 +40,9 @@ enum class ContentKind : std::uint8_t {
   kScript,  // "#!": run through an interpreter
 };
 
+// What the first bytes of a file (at least 4 when it has them) say it is.
+ContentKind content_kind(ByteView head);
+
 struct ManifestEntry {
   std::string path;  // absolute within the image ("/", "/bin/sh"), raw bytes
   FileType type = FileType::kRegular;

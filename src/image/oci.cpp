@@ -438,6 +438,7 @@ Result<Manifest> manifest_from_oci_layout(const std::string& dir,
   LayerReadOptions lo;
   lo.xattrs = options.xattrs;
   lo.pipeline = threads > 1;
+  lo.content_digest = options.content_digest;
   std::size_t pipelines = std::min<std::size_t>(std::max(1u, threads / 2), jobs.size());
   std::vector<std::size_t> order(jobs.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;

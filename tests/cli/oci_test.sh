@@ -120,6 +120,28 @@ for l in Lzstd Lgzip Lplain Ldocker; do
   check_eq "oci:$l equals the directory" "$(cat "$WORK/.out")" "$d0"
   check_eq "oci:$l without a tag (one image)" "$(digest "oci:$l")" "$d0"
 done
+# A policy created from a layout lists the same files with the same digests as one created
+# from the directory (and is tied to the same image digest), whatever the compression.
+policy() {  # policy SOURCE OUT [OPTIONS]
+  local src=$1 out=$2
+  shift 2
+  "$CTRUST" policy create --from "$src" --name p --issuer t --not-before 2026-01-01T00:00:00Z \
+    --not-after 2027-01-01T00:00:00Z --out "$out" "$@"
+}
+check "policy from the directory" policy r p-dir.json
+# A name that is not UTF-8 cannot be written in a JSON policy: refused, unless excluded.
+check_exit "policy --all refuses a non-UTF-8 name" 3 policy r p-dir-all.json --all
+check_eq "and names it" "$(grep -c 'not-utf8" is not UTF-8' "$WORK/.err")" "1"
+skip_odd=(--exclude '/etc/[^/]*-not-utf8')
+check "policy from the directory, --all" policy r p-dir-all.json --all "${skip_odd[@]}"
+for l in L Lzstd Lplain; do
+  check "policy from oci:$l" policy "oci:$l:three" "p-$l.json"
+  check "same policy from oci:$l" cmp p-dir.json "p-$l.json"
+  check "policy from oci:$l, --all" policy "oci:$l:three" "p-$l-all.json" --all "${skip_odd[@]}"
+  check "same policy from oci:$l, --all" cmp p-dir-all.json "p-$l-all.json"
+done
+check_eq "the policy lists busybox" "$(grep -c '"/bin/busybox"' p-L.json)" "1"
+check_exit "policy from a malformed oci: source" 2 policy oci: p-bad.json
 check_eq "one thread" "$(digest --threads 1 oci:L:three)" "$d0"
 check_eq "four threads" "$(digest --threads 4 oci:L:three)" "$d0"
 

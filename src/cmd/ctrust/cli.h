@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "image/manifest.h"
 #include "util/result.h"
 
 namespace ctrust::cli {
@@ -56,6 +57,13 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// The manifest of an image SOURCE: a root filesystem directory, /proc/PID/root, or
+// oci:DIR[:TAG]; with a progress bar on a terminal. image_source_problem() says what is
+// wrong with a malformed SOURCE (a usage error), or is empty.
+std::string image_source_problem(const std::string& source);
+Result<image::Manifest> read_image_source(const std::string& source,
+                                          image::ManifestOptions options);
 
 void register_digest_commands(CLI::App& app, Context& ctx);
 void register_log_commands(CLI::App& app, Context& ctx);

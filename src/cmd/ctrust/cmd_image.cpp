@@ -39,17 +39,21 @@ std::optional<OciSource> parse_oci_source(const std::string& source) {
   return OciSource{rest.substr(0, colon), rest.substr(colon + 1)};
 }
 
-int run_image_digest(const ImageDigestArgs& args) {
-  auto oci = parse_oci_source(args.source);
+}  // namespace
+
+std::string image_source_problem(const std::string& source) {
+  auto oci = parse_oci_source(source);
   if (oci && (oci->dir.empty() || (oci->tag && oci->tag->empty()))) {
-    report_error("an OCI source is oci:DIR or oci:DIR:TAG, not " + args.source);
-    return kExitUsage;
+    return "an OCI source is oci:DIR or oci:DIR:TAG, not " + source;
   }
+  return {};
+}
+
+Result<image::Manifest> read_image_source(const std::string& source,
+                                          image::ManifestOptions options) {
+  auto oci = parse_oci_source(source);
   std::mutex mu;
   std::optional<Progress> progress;
-  image::ManifestOptions options;
-  options.xattrs = args.xattrs;
-  options.threads = args.threads;
   // Workers report from several threads; the bar itself is single-threaded.
   // For an OCI layout the total and the progress count layer blob bytes.
   options.on_walked = [&](std::uint64_t total) {
@@ -61,8 +65,22 @@ int run_image_digest(const ImageDigestArgs& args) {
     if (progress) progress->advance(n);
   };
   auto m = oci ? image::manifest_from_oci_layout(oci->dir, oci->tag, options)
-               : image::manifest_from_directory(args.source, options);
+               : image::manifest_from_directory(source, options);
   progress.reset();
+  return m;
+}
+
+namespace {
+
+int run_image_digest(const ImageDigestArgs& args) {
+  image::ManifestOptions options;
+  options.xattrs = args.xattrs;
+  options.threads = args.threads;
+  if (auto problem = image_source_problem(args.source); !problem.empty()) {
+    report_error(problem);
+    return kExitUsage;
+  }
+  auto m = read_image_source(args.source, options);
   if (!m) return report_error(m.error());
   auto digest = m->digest();
   if (!digest) return report_error(digest.error());

@@ -3,7 +3,6 @@
 
 #include <ctime>
 #include <iostream>
-#include <mutex>
 
 #include "cmd/ctrust/cli.h"
 #include "image/manifest.h"
@@ -140,22 +139,11 @@ int run_create(const CreateArgs& args) {
   image::ManifestOptions options;
   options.threads = args.threads;
   options.content_digest = *alg;
-  std::mutex mu;
-  std::optional<Progress> progress;
-  options.on_walked = [&](std::uint64_t total) { progress.emplace("hashing", total); };
-  options.progress = [&](std::uint64_t n) {
-    std::lock_guard lock(mu);
-    if (progress) progress->advance(n);
-  };
-  Result<image::Manifest> m = Error(Errc::kInternal, "unset");
-  if (args.from.rfind("oci:", 0) == 0) {
-    m = Error(Errc::kUnsupported,
-              "policy creation from OCI layouts is not supported yet; "
-              "unpack the image (umoci unpack) and give its rootfs");
-  } else {
-    m = image::manifest_from_directory(args.from, options);
+  if (auto problem = image_source_problem(args.from); !problem.empty()) {
+    report_error(problem);
+    return kExitUsage;
   }
-  progress.reset();
+  auto m = read_image_source(args.from, options);
   if (!m) return report_error(std::move(m).error().with_context(args.from));
   if (!args.any_image) {
     auto d = m->digest();
@@ -424,7 +412,8 @@ void register_policy_commands(CLI::App& app, Context& ctx) {
   auto create = std::make_shared<CreateArgs>();
   CLI::App* c = pol->add_subcommand(
       "create", "List the executables, shared objects and scripts of an image with their digests");
-  c->add_option("--from", create->from, "Root filesystem directory, or /proc/PID/root")->required();
+  c->add_option("--from", create->from, "Root filesystem directory, /proc/PID/root, or oci:DIR[:TAG]")
+      ->required();
   c->add_option("--out", create->out, "Policy file to write ('-': standard output)")->required();
   create->header.add_to(c);
   c->add_flag("--all", create->all, "List every regular file, not only ELF files and scripts");
