@@ -9,7 +9,7 @@
 // the next) is decided without a data-dependent branch. Digests are cryptographic
 // hashes chosen by the policy's signer, not by the container, so homes are uniform: O(1)
 // with one memory access, no pointers, no allocation. Memory for sha256: 60 bytes per
-// entry; path patterns are kept apart in one arena (their bytes plus 4 per entry).
+// entry; path patterns are kept apart in one arena (their bytes plus one per entry).
 //
 // Thread safety: immutable after compile(); lookups may run concurrently.
 #pragma once
@@ -96,8 +96,9 @@ class CompiledPolicy {
   Mode mode_ = Mode::kEnforce;
   std::size_t size_ = 0;
   std::array<Table, 4> tables_;              // by HashAlg
-  std::vector<std::uint32_t> rule_offsets_;  // rule i: arena[offsets[i], offsets[i+1])
-  std::string arena_;                        // NUL-terminated patterns, back to back
+  // Path patterns: per entry with paths, its patterns NUL-terminated and then an empty one;
+  // a slot's rule field is the offset of its list (or kAnyPath).
+  std::string arena_;
   std::vector<std::unique_ptr<Regex>> excludes_;
 };
 
