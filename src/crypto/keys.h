@@ -126,8 +126,8 @@ class Certificate {
 // Checks that `leaf` chains through `intermediates` to one of `anchors` (which may be
 // roots or intermediate CAs) at time `at` (seconds since the epoch): signatures, validity
 // periods, CA constraints (X509_V_FLAG_X509_STRICT), and for `leaf` a key usage that allows
-// digital signatures and an extended key usage (if any) that includes code signing. Returns an empty string when it does,
-// else the reason; an Error only when OpenSSL itself fails.
+// digital signatures and an extended key usage (if any) that includes code signing. Returns an
+// empty string when it does, else the reason; an Error only when OpenSSL itself fails.
 Result<std::string> verify_certificate_chain(const Certificate& leaf,
                                              const std::vector<Certificate>& intermediates,
                                              const std::vector<Certificate>& anchors,

@@ -96,7 +96,7 @@ struct Batch {
 // meanwhile; they are merged after the hashing thread has been joined.
 class FileHasher {
  public:
-  struct Result_ {
+  struct Hashed {
     std::size_t member;
     crypto::Digest fsverity;
     std::optional<crypto::Digest> content;  // with content_digest
@@ -128,7 +128,7 @@ class FileHasher {
         }
       }
       if (s.last) {
-        Result_ r{s.member, {}, std::nullopt, ContentKind::kData};
+        Hashed r{s.member, {}, std::nullopt, ContentKind::kData};
         CTRUST_ASSIGN_OR_RETURN(r.fsverity, current_->finish());
         if (content_) {
           CTRUST_ASSIGN_OR_RETURN(r.content, content_->finish());
@@ -142,7 +142,7 @@ class FileHasher {
   }
 
   // Every file finished so far, in member order.
-  const std::vector<Result_>& results() const { return results_; }
+  const std::vector<Hashed>& results() const { return results_; }
 
  private:
   std::optional<crypto::HashAlg> content_alg_;
@@ -150,7 +150,7 @@ class FileHasher {
   std::optional<crypto::Hasher> content_;  // reused: finish() resets it
   std::array<std::uint8_t, 4> head_{};
   std::size_t head_size_ = 0;
-  std::vector<Result_> results_;
+  std::vector<Hashed> results_;
 };
 
 // Hands full batches to a hashing thread and takes empty ones back (or, without a

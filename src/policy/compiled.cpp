@@ -218,14 +218,14 @@ const std::uint8_t* CompiledPolicy::find_n(const Table& t, const std::uint8_t* d
   // Only the next slot's first 64 bits are compared for order (equal prefixes, rare, take
   // the slow path): the fewer instructions per lookup, the more lookups the CPU keeps in
   // flight while it waits for memory.
-  bool further =
-      !eq0 & !eq1 & !empty0 & !empty1 & (load_be64(slot + kStride) <= load_be64(digest));
+  bool further = !eq0 & !eq1 & !empty0 & !empty1 & (load_be64(slot + kStride) <= load_be64(digest));
   if (__builtin_expect(!further, 1)) {
-    // slot, slot + kStride or null, chosen with arithmetic rather than branches.
+    // slot, slot + kStride or null, chosen with arithmetic rather than branches (the
+    // compiler turns a pointer ?: into a branch here, which costs 30-50 % at 1M entries).
     auto hit =
         reinterpret_cast<std::uintptr_t>(slot) + static_cast<std::uintptr_t>(!eq0 & eq1) * kStride;
     hit &= -static_cast<std::uintptr_t>(eq0 | eq1);
-    return reinterpret_cast<const std::uint8_t*>(hit);
+    return reinterpret_cast<const std::uint8_t*>(hit);  // NOLINT(performance-no-int-to-ptr)
   }
   // Entries sit in digest order at or after their home: scan on until an empty slot
   // (nothing more with this home) or a larger digest.
@@ -316,8 +316,6 @@ std::size_t CompiledPolicy::table_bytes() const {
   return n;
 }
 
-std::size_t CompiledPolicy::path_bytes() const {
-  return arena_.capacity();
-}
+std::size_t CompiledPolicy::path_bytes() const { return arena_.capacity(); }
 
 }  // namespace ctrust::policy

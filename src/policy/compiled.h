@@ -95,7 +95,7 @@ class CompiledPolicy {
 
   Mode mode_ = Mode::kEnforce;
   std::size_t size_ = 0;
-  std::array<Table, 4> tables_;              // by HashAlg
+  std::array<Table, 4> tables_;  // by HashAlg
   // Path patterns: per entry with paths, its patterns NUL-terminated and then an empty one;
   // a slot's rule field is the offset of its list (or kAnyPath).
   std::string arena_;

@@ -121,13 +121,13 @@ Result<ImportReport> import_keylime(std::string_view text, Policy& into) {
   if (meta == doc.end() || !meta->is_object() || !meta->contains("version") ||
       !(*meta)["version"].is_number_unsigned() || (*meta)["version"].get<std::uint64_t>() != 1) {
     return Error(Errc::kFormat,
-                 "not a Keylime runtime policy version 1 (\"meta\": {\"version\": 1} missing)");
+                 R"(not a Keylime runtime policy version 1 ("meta": {"version": 1} missing))");
   }
-  static const std::vector<std::string> known = {"meta",     "release",           "digests",
-                                                 "excludes", "keyrings",          "ima-buf",
-                                                 "ima",      "verification-keys", "timestamp"};
+  static const std::vector<std::string> kKnown = {"meta",     "release",           "digests",
+                                                  "excludes", "keyrings",          "ima-buf",
+                                                  "ima",      "verification-keys", "timestamp"};
   for (const auto& [k, v] : doc.items()) {
-    if (std::find(known.begin(), known.end(), k) == known.end()) {
+    if (std::find(kKnown.begin(), kKnown.end(), k) == kKnown.end()) {
       report.warnings.push_back("unknown member \"" + printable(k, 64) + "\" ignored");
     }
   }
@@ -139,7 +139,7 @@ Result<ImportReport> import_keylime(std::string_view text, Policy& into) {
     std::string where = "digests[\"" + printable(path, 128) + "\"]";
     if (!list.is_array()) return Error(Errc::kFormat, where + ": must be an array");
     if (path == "boot_aggregate") {
-      report.warnings.push_back("boot_aggregate digests (host boot state) not imported");
+      report.warnings.emplace_back("boot_aggregate digests (host boot state) not imported");
       continue;
     }
     if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos ||
@@ -173,7 +173,7 @@ Result<ImportReport> import_keylime(std::string_view text, Policy& into) {
   }
   if (auto vk = doc.find("verification-keys");
       vk != doc.end() && vk->is_string() && !vk->get<std::string>().empty()) {
-    report.warnings.push_back("verification-keys not imported: IMA signatures are not used");
+    report.warnings.emplace_back("verification-keys not imported: IMA signatures are not used");
   }
   auto n = normalize(into);
   if (!n) return std::move(n).error().with_context("imported Keylime policy");
@@ -191,7 +191,8 @@ Result<std::string> export_keylime(const Policy& policy, bool skip_inexpressible
     for (const std::string& p : a.paths) {
       auto lit = pattern_literal(p);
       if (!lit) {
-        problem = d + " is allowed at the glob \"" + p + "\"";
+        problem = d;
+        problem += " is allowed at the glob \"" + p + "\"";
         break;
       }
       literals.push_back(std::move(*lit));
@@ -255,7 +256,7 @@ Result<ImportReport> import_checksums(std::string_view text, std::optional<crypt
     std::size_t sp = line.find(' ');
     if (sp == std::string_view::npos || sp + 2 > line.size() ||
         (line[sp + 1] != ' ' && line[sp + 1] != '*')) {
-      return Error(Errc::kFormat, where + ": expected \"HEX  NAME\" or \"HEX *NAME\"");
+      return Error(Errc::kFormat, where + R"(: expected "HEX  NAME" or "HEX *NAME")");
     }
     std::string hex(line.substr(0, sp));
     CTRUST_ASSIGN_OR_RETURN(crypto::Digest d, digest_from_hex(hex, alg, where));
@@ -288,7 +289,7 @@ Result<ImportReport> import_checksums(std::string_view text, std::optional<crypt
       if (name.rfind("./", 0) == 0) name.erase(0, 2);
       std::string base(root);
       if (base.empty() || base.back() != '/') base += '/';
-      name = base + name;
+      name.insert(0, base);
     }
     if (name.size() > kMaxPathPatternLen) {
       return Error(Errc::kLimit, where + ": file name longer than " +

@@ -257,11 +257,11 @@ Result<Policy> from_json(const json& doc) {
                                          " is not supported (this " + "ctrust reads version " +
                                          std::to_string(kFormatVersion) + ")");
   }
-  static const std::set<std::string, std::less<>> known = {
+  static const std::set<std::string, std::less<>> kKnown = {
       "ctrust_policy", "name", "issuer", "serial",  "not_before", "not_after",
       "images",        "mode", "allow",  "exclude", "signature"};
   for (const auto& [k, val] : doc.items()) {
-    if (known.count(k) != 0) continue;
+    if (kKnown.count(k) != 0) continue;
     if (k.rfind("x-", 0) == 0 && k.size() > 2 && k.size() <= 64) {
       p.extensions[k] = val;
       continue;
@@ -414,7 +414,7 @@ Result<std::int64_t> parse_time(std::string_view text) {
 }
 
 std::string format_time(std::int64_t seconds) {
-  time_t t = static_cast<time_t>(seconds);
+  auto t = static_cast<time_t>(seconds);
   struct tm tm {};
   if (::gmtime_r(&t, &tm) == nullptr) return "invalid-time";
   char buf[64];

@@ -412,7 +412,8 @@ void register_policy_commands(CLI::App& app, Context& ctx) {
   auto create = std::make_shared<CreateArgs>();
   CLI::App* c = pol->add_subcommand(
       "create", "List the executables, shared objects and scripts of an image with their digests");
-  c->add_option("--from", create->from, "Root filesystem directory, /proc/PID/root, or oci:DIR[:TAG]")
+  c->add_option("--from", create->from,
+                "Root filesystem directory, /proc/PID/root, or oci:DIR[:TAG]")
       ->required();
   c->add_option("--out", create->out, "Policy file to write ('-': standard output)")->required();
   create->header.add_to(c);
