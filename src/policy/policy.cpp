@@ -495,6 +495,14 @@ Result<Policy> parse_policy(std::string_view text) {
                  "a signed policy must list allow entries sorted by digest with unique digests "
                  "and sorted unique paths (re-create it with ctrust policy)");
   }
+  // JSON lets whitespace and some spellings change without changing a value; a signed
+  // policy file must be exactly as ctrust writes it, so that no byte of it can change
+  // without failing.
+  if (p.signature && to_json(p) != text) {
+    return Error(Errc::kFormat,
+                 "a signed policy must be byte for byte in the form ctrust writes (this one was "
+                 "reformatted or edited after signing)");
+  }
   return p;
 }
 

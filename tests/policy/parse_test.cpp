@@ -488,6 +488,33 @@ TEST(PolicyParse, SignedDocumentsMustBeCanonical) {
   expect_rejected(doc.dump(), {"sorted"});
 }
 
+TEST(PolicyParse, SignedDocumentsAllowNoOtherWhitespace) {
+  // JSON ignores whitespace between tokens: replacing any whitespace byte of a signed
+  // policy by another whitespace byte keeps every value, and must still be refused.
+  Policy p = testing::sample_policy();
+  auto key = crypto::PrivateKey::generate(crypto::KeyType::kEd25519);
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(sign_policy(p, *key, {}).ok());
+  const std::string text = to_json(p);
+  ASSERT_TRUE(parse_policy(text).ok());
+  std::size_t tried = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (std::string_view(" \t\n\r").find(text[i]) == std::string_view::npos) continue;
+    for (char ws : {' ', '\t', '\n', '\r'}) {
+      if (ws == text[i]) continue;
+      std::string changed = text;
+      changed[i] = ws;
+      auto r = parse_policy(changed);
+      // Inside a string (a PEM certificate's line ends) the value changes instead.
+      EXPECT_FALSE(r.ok() && r->signature && signed_bytes(*r) == signed_bytes(p) &&
+                   r->signature->certificates == p.signature->certificates)
+          << "byte " << i << " -> " << static_cast<int>(ws);
+      ++tried;
+    }
+  }
+  EXPECT_GT(tried, 100u);
+}
+
 TEST(PolicyParse, SignatureMemberRules) {
   Policy p = testing::sample_policy();
   auto key = crypto::PrivateKey::generate(crypto::KeyType::kEcdsaP256);
@@ -499,7 +526,9 @@ TEST(PolicyParse, SignatureMemberRules) {
     edit(d["signature"]);
     return d.dump();
   };
-  EXPECT_TRUE(parse_policy(good.dump()).ok());
+  EXPECT_TRUE(parse_policy(good.dump(2) + "\n").ok());
+  // The same values in another layout (compact) are refused for a signed policy.
+  expect_rejected(good.dump(), {"byte for byte"});
   expect_rejected(edited([](ordered_json& s) { s["extra"] = 1; }),
                   {"signature", "unknown member \"extra\""});
   expect_rejected(edited([](ordered_json& s) { s.erase("value"); }),
