@@ -31,6 +31,27 @@ Result<crypto::Digest> digest_from_hex(std::string_view hex, std::optional<crypt
   return d;
 }
 
+// Keylime excludes are Python regexes; ctrust's are POSIX extended ones. They agree on the
+// common subset; this names the first construct outside it ("" if none): Python's escapes
+// for classes and anchors, groups with "(?", and lazy quantifiers.
+std::string python_only_regex(std::string_view re) {
+  for (std::size_t i = 0; i + 1 < re.size(); ++i) {
+    char c = re[i];
+    char n = re[i + 1];
+    if (c == '\\') {
+      if (std::string_view("dDwWsSbBAZ").find(n) != std::string_view::npos) {
+        return std::string("escape \\") + n;
+      }
+      ++i;  // an escaped character, whatever it is
+    } else if (c == '(' && n == '?') {
+      return "group \"(?\"";
+    } else if ((c == '*' || c == '+' || c == '?' || c == '}') && n == '?') {
+      return std::string("lazy quantifier \"") + c + "?\"";
+    }
+  }
+  return {};
+}
+
 // Compiled exclude regexes for create; matched at the start of the path.
 class Excluder {
  public:
@@ -160,7 +181,14 @@ Result<ImportReport> import_keylime(std::string_view text, Policy& into) {
     if (!ex->is_array()) return Error(Errc::kFormat, "excludes: must be an array");
     for (const auto& item : *ex) {
       if (!item.is_string()) return Error(Errc::kFormat, "excludes: must hold strings");
-      into.excludes.push_back(item.get<std::string>());
+      const auto& re = item.get_ref<const std::string&>();
+      if (auto construct = python_only_regex(re); !construct.empty()) {
+        report.warnings.push_back("exclude \"" + printable(re, 200) + "\" uses the Python regex " +
+                                  construct +
+                                  ", which POSIX extended regexes read differently; "
+                                  "check the imported rule");
+      }
+      into.excludes.push_back(re);
       ++report.excludes;
     }
   }

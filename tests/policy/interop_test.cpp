@@ -186,6 +186,33 @@ TEST(Keylime, ImportWarnings) {
   EXPECT_TRUE(r2->warnings.empty());
 }
 
+TEST(Keylime, PythonOnlyExcludesAreWarnedAbout) {
+  std::string sha = digest_of("sh").hex();
+  json excludes =
+      json::array({"/tmp/.*", "/var/log/[a-z]+\\.log", "/proc/\\d+/", "/srv/.*?x", "/a\\\\d"});
+  json doc = {
+      {"meta", {{"version", 1}}}, {"digests", {{"/bin/sh", {sha}}}}, {"excludes", excludes}};
+  Policy p = header();
+  auto r = import_keylime(doc.dump(), p);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->excludes, 5u);
+  std::string all;
+  for (const auto& w : r->warnings) all += w + "\n";
+  EXPECT_TRUE(has_warning(*r, "uses the Python regex escape \\d")) << all;
+  EXPECT_TRUE(has_warning(*r, "lazy quantifier \"*?\"")) << all;
+  // The common subset, and an escaped backslash followed by d, are not warned about.
+  EXPECT_EQ(r->warnings.size(), 2u) << all;
+  // A Python group "(?:...)" is not a POSIX regex at all: refused.
+  json bad = {{"meta", {{"version", 1}}},
+              {"digests", {{"/bin/sh", {sha}}}},
+              {"excludes", json::array({"/run/(?:a|b)/"})}};
+  Policy q = header();
+  auto r2 = import_keylime(bad.dump(), q);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.error().message().find("not a POSIX extended regular expression"),
+            std::string::npos);
+}
+
 TEST(Keylime, UpperCaseHexIsNormalized) {
   std::string hex = digest_of("sh").hex();
   std::string upper = hex;
