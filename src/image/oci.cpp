@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "util/file.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace ctrust::image {
@@ -27,10 +28,12 @@ constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
 
 std::string shown(std::string_view s) { return printable(s, 128); }
 
+// Duplicate keys are refused: another runtime reading the same verified blob must not see
+// other values than we do.
 Result<Json> parse_json(std::string_view text, const std::string& what) {
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Error(Errc::kFormat, what + " is not valid JSON");
-  if (!j.is_object()) return Error(Errc::kFormat, what + " is not a JSON object");
+  auto j = parse_json_strict(text, kMaxJsonDepth);
+  if (!j) return Error(Errc::kFormat, what + " is not valid JSON: " + j.error().message());
+  if (!j->is_object()) return Error(Errc::kFormat, what + " is not a JSON object");
   return j;
 }
 

@@ -50,6 +50,7 @@ struct ImageManifest {
 inline constexpr std::size_t kMaxJsonBlob = std::size_t{4} << 20;  // index, manifest, config
 inline constexpr std::size_t kMaxDescriptors = 4096;               // per index or manifest
 inline constexpr int kMaxIndexDepth = 4;                           // nested indexes
+inline constexpr std::size_t kMaxJsonDepth = 64;                   // JSON nesting in a blob
 
 // "sha256:<64 lowercase hex>" or "sha512:<128 lowercase hex>"; anything else is an error.
 Result<crypto::Digest> parse_oci_digest(std::string_view text);

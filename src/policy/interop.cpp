@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <map>
 
-#include "policy/strict_json.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace ctrust::policy {

@@ -8,8 +8,8 @@
 #include <ctime>
 #include <set>
 
-#include "policy/strict_json.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace ctrust::policy {

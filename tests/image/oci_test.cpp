@@ -507,6 +507,12 @@ TEST_F(OciLayoutTest, MalformedLayoutsAreRejected) {
   EXPECT_ERROR(digest(), "index.json: the image index is not valid JSON");
   write("index.json", R"({"schemaVersion": 2, "manifests": {}})");
   EXPECT_ERROR(digest(), "has no \"manifests\" array");
+  // Two "manifests" keys: other tools may read the first, nlohmann alone the last.
+  write("index.json", R"({"schemaVersion": 2, "manifests": [], "manifests": []})");
+  EXPECT_ERROR(digest(), "duplicate key \"manifests\"");
+  write("index.json", "{\"schemaVersion\": 2, \"x\": " + std::string(100, '[') +
+                          std::string(100, ']') + ", \"manifests\": []}");
+  EXPECT_ERROR(digest(), "nesting deeper than 64 levels");
   write("index.json", R"({"schemaVersion": 2, "manifests": [{"mediaType": 7}]})");
   EXPECT_ERROR(digest(), "\"mediaType\" is not a string");
   const char* bad_digests[] = {"sha256:../../../../etc/passwd", "md5:abcd", "sha256:ABCDEF",

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "policy/policy.h"
-#include "policy/strict_json.h"
 #include "policy/test_util.h"
+#include "util/json.h"
 
 namespace ctrust::policy {
 namespace {

@@ -1,4 +1,5 @@
-// Strict JSON parsing for untrusted documents (policies, Keylime runtime policies).
+// Strict JSON parsing for untrusted documents (policies, Keylime runtime policies, OCI
+// indexes, manifests and configs).
 //
 // nlohmann's DOM parser silently keeps the last of duplicate keys, which lets two readers
 // of one document see different values; this front end rejects duplicates and nesting
@@ -12,8 +13,8 @@
 
 #include "util/result.h"
 
-namespace ctrust::policy {
+namespace ctrust {
 
 Result<nlohmann::json> parse_json_strict(std::string_view text, std::size_t max_depth);
 
-}  // namespace ctrust::policy
+}  // namespace ctrust

@@ -1,10 +1,10 @@
-#include "policy/strict_json.h"
+#include "util/json.h"
 
 #include <set>
 
 #include "util/text.h"
 
-namespace ctrust::policy {
+namespace ctrust {
 namespace {
 
 using json = nlohmann::json;
@@ -89,4 +89,4 @@ Result<json> parse_json_strict(std::string_view text, std::size_t max_depth) {
   return root;
 }
 
-}  // namespace ctrust::policy
+}  // namespace ctrust
