@@ -10,22 +10,8 @@ small=${BENCH_SMALL_FILES:-100000}
 work=$(mktemp -d /tmp/ctrust-image-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work" "$small" <<'PY'
-import os, sys, random
-work, n = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(7)
-for i in range(n):
-    d = os.path.join(work, 'small', 'd%03d' % (i % 500))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, 'f%06d' % i), 'wb') as f:
-        f.write(rnd.randbytes(rnd.randint(0, 8192)))
-os.makedirs(os.path.join(work, 'large'))
-for i in range(4):
-    with open(os.path.join(work, 'large', 'blob%d' % i), 'wb') as f:
-        for _ in range(256):
-            f.write(os.urandom(1 << 20))
-PY
-for t in small large; do find "$work/$t" -type f -exec cat {} + >/dev/null; done
+. "$(dirname "${BASH_SOURCE[0]}")/make_trees.sh"
+make_trees "$work" "$small"
 
 med() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 timeit() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }

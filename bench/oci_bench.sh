@@ -12,21 +12,8 @@ small=${BENCH_SMALL_FILES:-100000}
 work=$(mktemp -d /tmp/ctrust-oci-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work" "$small" <<'PY'
-import os, sys, random
-work, n = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(7)
-for i in range(n):
-    d = os.path.join(work, 'small', 'd%03d' % (i % 500))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, 'f%06d' % i), 'wb') as f:
-        f.write(rnd.randbytes(rnd.randint(0, 8192)))
-os.makedirs(os.path.join(work, 'large'))
-for i in range(4):
-    with open(os.path.join(work, 'large', 'blob%d' % i), 'wb') as f:
-        for _ in range(256):
-            f.write(os.urandom(1 << 20))
-PY
+. "$(dirname "${BASH_SOURCE[0]}")/make_trees.sh"
+make_trees "$work" "$small"
 
 cat >"$work/mklayout.py" <<'PY'
 import hashlib, json, os, sys

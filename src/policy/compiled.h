@@ -72,7 +72,6 @@ class CompiledPolicy {
     ~Slab();
     std::uint8_t* data() const { return data_; }
     std::size_t size() const { return size_; }
-    std::size_t mapped() const { return mapped_; }
 
    private:
     std::uint8_t* data_ = nullptr;
