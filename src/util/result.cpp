@@ -24,6 +24,8 @@ const char* errc_name(Errc code) {
       return "cryptographic error";
     case Errc::kNotFound:
       return "not found";
+    case Errc::kTpm:
+      return "TPM error";
     case Errc::kInternal:
       return "internal error";
   }
