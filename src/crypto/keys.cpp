@@ -420,6 +420,18 @@ Result<Certificate> Certificate::from_pem(std::string_view pem) {
   return Certificate(std::shared_ptr<X509>(raw, X509_free));
 }
 
+Result<Certificate> Certificate::from_der(ByteView der) {
+  const unsigned char* p = der.data();
+  X509* raw = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
+  if (raw == nullptr) {
+    ERR_clear_error();
+    return parse_error("malformed DER certificate");
+  }
+  std::shared_ptr<X509> cert(raw, X509_free);
+  if (p != der.data() + der.size()) return parse_error("DER certificate has trailing bytes");
+  return Certificate(std::move(cert));
+}
+
 Result<std::vector<Certificate>> Certificate::bundle_from_pem(std::string_view pem) {
   CTRUST_ASSIGN_OR_RETURN(UniqueBio bio, input_bio(pem, "certificate"));
   std::vector<Certificate> certs;

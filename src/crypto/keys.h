@@ -107,6 +107,7 @@ SignOptions default_sign_options(KeyType type);
 class Certificate {
  public:
   static Result<Certificate> from_pem(std::string_view pem);
+  static Result<Certificate> from_der(ByteView der);
   // Every certificate in a PEM bundle, in order; an error if there is none.
   static Result<std::vector<Certificate>> bundle_from_pem(std::string_view pem);
   static Result<Certificate> load_pem_file(const std::string& path);

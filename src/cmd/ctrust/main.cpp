@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
   ctrust::cli::register_key_commands(app, ctx);
   ctrust::cli::register_image_commands(app, ctx);
   ctrust::cli::register_policy_commands(app, ctx);
+  ctrust::cli::register_tpm_commands(app, ctx);
 
   try {
     app.parse(argc, argv);
