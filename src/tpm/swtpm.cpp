@@ -26,8 +26,10 @@ using namespace std::chrono_literals;
 constexpr auto kPollInterval = 500us;
 constexpr auto kStopGrace = 2000ms;
 
+}  // namespace
+
 // Finds `name` on PATH before forking (execv after fork must not allocate).
-Result<std::string> find_binary(const std::string& name) {
+Result<std::string> find_executable(const std::string& name) {
   if (name.find('/') != std::string::npos) {
     if (::access(name.c_str(), X_OK) == 0) return name;
     return Error(Errc::kNotFound, "swtpm binary '" + name + "' is not executable");
@@ -43,8 +45,25 @@ Result<std::string> find_binary(const std::string& name) {
     start = end + 1;
   }
   return Error(Errc::kNotFound,
-               "swtpm is not installed (no '" + name + "' on PATH); install the swtpm package");
+               name + " is not installed (not on PATH); install the swtpm and swtpm-tools packages");
 }
+
+void exec_child(char* const argv[], int out_fd) {
+  int devnull = ::open("/dev/null", O_RDWR);
+  if (devnull >= 0) ::dup2(devnull, 0);
+  int out = out_fd >= 0 ? out_fd : devnull;
+  if (out >= 0) {
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+  }
+  // No descriptor of ours may live on in the child: a daemon holding a copy of a
+  // connection to another swtpm keeps that swtpm from ever seeing the client go away.
+  ::close_range(3, ~0U, 0);
+  ::execv(argv[0], argv);
+  ::_exit(127);
+}
+
+namespace {
 
 Result<UniqueFd> connect_unix(const std::string& path) {
   sockaddr_un addr{};
@@ -100,7 +119,18 @@ std::string describe_exit(int status) {
   return "stopped";
 }
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+// A zombie counts as gone: a daemon's parent is init, which may reap it late (or, in some
+// sandboxes, never), and it serves nothing.
+bool process_exists(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!stat) return false;
+  std::string text(stat->begin(), stat->end());
+  auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return true;
+  char state = text[paren + 2];
+  return state != 'Z' && state != 'X';
+}
 
 Result<pid_t> read_pid_file(const std::string& path) {
   CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, 64));
@@ -138,7 +168,7 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
       return Error(Errc::kInvalidArgument, "swtpm cannot use a path with a comma: " + *p);
     }
   }
-  CTRUST_ASSIGN_OR_RETURN(std::string binary, find_binary(options.binary));
+  CTRUST_ASSIGN_OR_RETURN(std::string binary, find_executable(options.binary));
   std::string ctrl = options.socket + ".ctrl";
   // A socket left by a dead swtpm would make bind() fail; one that answers is in use.
   for (const std::string& path : {options.socket, ctrl}) {
@@ -184,14 +214,7 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(127);
     }
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      ::dup2(devnull, 1);
-      ::dup2(devnull, 2);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+    exec_child(argv.data(), -1);
   }
   Swtpm swtpm;
   swtpm.options_ = options;

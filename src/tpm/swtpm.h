@@ -66,6 +66,13 @@ class Swtpm {
   pid_t detached_pid_ = -1;
 };
 
+// The path of an executable: `name` itself when it contains a slash, else found on PATH;
+// an error naming the package to install when there is none.
+Result<std::string> find_executable(const std::string& name);
+// In a freshly forked child: stdin from /dev/null, stdout and stderr to `out_fd` (or
+// /dev/null when -1), every other descriptor closed, then execv. Never returns.
+[[noreturn]] void exec_child(char* const argv[], int out_fd);
+
 // True if a process with `pid` exists and is a swtpm serving `socket` (checked through
 // /proc/PID/cmdline, so a recycled pid is not mistaken for our swtpm).
 bool swtpm_alive(pid_t pid, const std::string& socket);
