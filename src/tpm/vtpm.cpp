@@ -214,7 +214,7 @@ Result<void> VtpmManager::init() {
       continue;
     }
     ++attached_;
-    if (info && info->status == VtpmStatus::kSuspended) {
+    if (config_.resume_suspended && info && info->status == VtpmStatus::kSuspended) {
       info->container = it->second;
       (void)resume(*info);  // a failure leaves it reported as dead by list()
     }
@@ -441,6 +441,17 @@ Result<void> VtpmManager::suspend(const std::string& container) {
   // resumes from the state just saved, never one that claims state it lacks.
   CTRUST_TRY(write_meta(info.state_dir, info, true));
   return stop_swtpm(info.pid, info.state_dir + "/" + kSocketName);
+}
+
+Result<VtpmInfo> VtpmManager::resume(const std::string& container) {
+  CTRUST_ASSIGN_OR_RETURN(VtpmInfo info, get(container));
+  if (info.status != VtpmStatus::kSuspended) {
+    return Error(Errc::kInvalidArgument, "the vTPM of " + container + " is " +
+                                             std::string(vtpm_status_name(info.status)) +
+                                             ", not suspended");
+  }
+  CTRUST_TRY(resume(info));
+  return info;
 }
 
 std::vector<VtpmInfo> VtpmManager::list(bool include_pool) {

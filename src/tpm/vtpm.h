@@ -42,6 +42,7 @@ struct VtpmConfig {
   std::size_t max = 256;        // vTPMs attached to containers at once
   std::size_t pool_size = 2;    // pre-started vTPMs kept ready (0: none)
   bool archive_on_destroy = false;
+  bool resume_suspended = true;  // open() restarts suspended vTPMs (the agent does)
   KeyAlg ak_alg = KeyAlg::kEccP256;
   std::string swtpm = "swtpm";
   std::string swtpm_setup = "swtpm_setup";
@@ -84,6 +85,8 @@ class VtpmManager {
   Result<void> destroy(const std::string& container);
   // Saves the vTPM's PCRs and stops it (host shutdown); open() resumes it.
   Result<void> suspend(const std::string& container);
+  // Restarts a suspended vTPM from its saved state (PCRs intact).
+  Result<VtpmInfo> resume(const std::string& container);
   Result<VtpmInfo> get(const std::string& container);
   // Attached vTPMs (and, with `include_pool`, pool ones), with liveness checked now.
   std::vector<VtpmInfo> list(bool include_pool = false);

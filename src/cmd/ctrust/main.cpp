@@ -35,6 +35,7 @@ int run(int argc, char** argv) {
   ctrust::cli::register_image_commands(app, ctx);
   ctrust::cli::register_policy_commands(app, ctx);
   ctrust::cli::register_tpm_commands(app, ctx);
+  ctrust::cli::register_vtpm_commands(app, ctx);
 
   try {
     app.parse(argc, argv);
