@@ -120,11 +120,10 @@ int run_info(const InfoArgs& args) {
   if (!tpm) return report_error(tpm.error());
   auto info = tpm->info();
   if (!info) return report_error(info.error());
+  // The two firmware words as tpm2_getcap shows them (their meaning is the vendor's).
   char fw[32];
-  std::snprintf(fw, sizeof(fw), "%u.%u.%u.%u", static_cast<unsigned>(info->firmware_version >> 48),
-                static_cast<unsigned>((info->firmware_version >> 32) & 0xffff),
-                static_cast<unsigned>((info->firmware_version >> 16) & 0xffff),
-                static_cast<unsigned>(info->firmware_version & 0xffff));
+  std::snprintf(fw, sizeof(fw), "%08x.%08x", static_cast<unsigned>(info->firmware_version >> 32),
+                static_cast<unsigned>(info->firmware_version & 0xffffffffU));
   if (args.json) {
     nlohmann::json banks = nlohmann::json::array();
     for (auto alg : info->active_banks) banks.push_back(crypto::hash_name(alg));
