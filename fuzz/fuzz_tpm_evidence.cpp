@@ -39,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ByteView signature = all.subspan(2 + a, b);
   ByteView pcr_bytes = all.subspan(2 + a + b);
   auto pcrs = tpm::decode_pcr_file(pcr_bytes);
-  auto verdict = tpm::verify_quote(test_key(), message, signature, {}, pcrs ? &*pcrs : nullptr);
+  auto verdict =
+      tpm::verify_quote(test_key(), message, signature, ByteView{}, pcrs ? &*pcrs : nullptr);
   // Random bytes never carry a valid signature by our fresh key.
   if (verdict && verdict->ok()) __builtin_trap();
   return 0;

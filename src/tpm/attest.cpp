@@ -26,7 +26,7 @@ Result<void> check_signature(const crypto::PublicKey& key, ByteView message,
                              crypto::HashAlg* hash_out) {
   auto signature = parse_signature(signature_bytes);
   if (!signature) {
-    problems.push_back("signature: " + signature.error().message());
+    problems.emplace_back("signature: " + signature.error().message());
     return ok_result();
   }
   *hash_out = signature->hash;
@@ -34,13 +34,13 @@ Result<void> check_signature(const crypto::PublicKey& key, ByteView message,
   options.hash = signature->hash;
   bool rsa_scheme = signature->scheme != TPM2_ALG_ECDSA;
   if (rsa_scheme != is_rsa(key)) {
-    problems.push_back("signature scheme does not match the key type");
+    problems.emplace_back("signature scheme does not match the key type");
     return ok_result();
   }
-  options.rsa_padding =
-      signature->scheme == TPM2_ALG_RSAPSS ? crypto::RsaPadding::kPss : crypto::RsaPadding::kPkcs1v15;
+  options.rsa_padding = signature->scheme == TPM2_ALG_RSAPSS ? crypto::RsaPadding::kPss
+                                                             : crypto::RsaPadding::kPkcs1v15;
   CTRUST_ASSIGN_OR_RETURN(bool good, key.verify(message, signature->signature, options));
-  if (!good) problems.push_back("signature does not verify with the given public key");
+  if (!good) problems.emplace_back("signature does not verify with the given public key");
   return ok_result();
 }
 
@@ -54,8 +54,8 @@ Result<Attestation> parse_attestation(ByteView message) {
     return Error(Errc::kFormat, "malformed attestation (TPMS_ATTEST)", rc);
   }
   if (offset != message.size()) {
-    return Error(Errc::kFormat, "attestation has " + std::to_string(message.size() - offset) +
-                                    " trailing bytes");
+    return Error(Errc::kFormat,
+                 "attestation has " + std::to_string(message.size() - offset) + " trailing bytes");
   }
   if (attest.magic != TPM2_GENERATED_VALUE) {
     return Error(Errc::kFormat, "attestation lacks the TPM_GENERATED magic");
@@ -156,36 +156,37 @@ Result<Bytes> marshal_signature(const TpmSignature& signature) {
 }
 
 Result<AttestVerdict> verify_quote(const crypto::PublicKey& ak, ByteView message,
-                                   ByteView signature, ByteView nonce, const PcrValues* pcrs) {
+                                   ByteView signature, std::optional<ByteView> nonce,
+                                   const PcrValues* pcrs) {
   AttestVerdict verdict;
   crypto::HashAlg hash = crypto::HashAlg::kSha256;
   CTRUST_TRY(check_signature(ak, message, signature, verdict.problems, &hash));
   auto attest = parse_attestation(message);
   if (!attest) {
-    verdict.problems.push_back("message: " + attest.error().message());
+    verdict.problems.emplace_back("message: " + attest.error().message());
     return verdict;
   }
   verdict.attestation = *attest;
   if (attest->type != TPM2_ST_ATTEST_QUOTE) {
-    verdict.problems.push_back("message is not a quote (type " + std::to_string(attest->type) +
-                               ")");
+    verdict.problems.emplace_back("message is not a quote (type " + std::to_string(attest->type) +
+                                  ")");
     return verdict;
   }
-  if (!std::equal(attest->extra_data.begin(), attest->extra_data.end(), nonce.begin(),
-                  nonce.end())) {
-    verdict.problems.push_back("qualifying data (nonce) " + to_hex(attest->extra_data) +
-                               " differs from the expected " + to_hex(nonce));
+  if (nonce && !std::equal(attest->extra_data.begin(), attest->extra_data.end(), nonce->begin(),
+                           nonce->end())) {
+    verdict.problems.emplace_back("qualifying data (nonce) " + to_hex(attest->extra_data) +
+                                  " differs from the expected " + to_hex(*nonce));
   }
   if (pcrs != nullptr) {
     if (attest->pcr_selection != pcrs->selection) {
-      verdict.problems.push_back("quote covers PCRs " + format_pcr_list(attest->pcr_selection) +
-                                 " but the PCR values are for " +
-                                 format_pcr_list(pcrs->selection));
+      verdict.problems.emplace_back("quote covers PCRs " + format_pcr_list(attest->pcr_selection) +
+                                    " but the PCR values are for " +
+                                    format_pcr_list(pcrs->selection));
     } else {
       CTRUST_ASSIGN_OR_RETURN(crypto::Digest digest, pcr_digest(hash, *pcrs));
-      if (!std::equal(attest->pcr_digest.begin(), attest->pcr_digest.end(),
-                      digest.view().begin(), digest.view().end())) {
-        verdict.problems.push_back("PCR digest in the quote does not match the PCR values");
+      if (!std::equal(attest->pcr_digest.begin(), attest->pcr_digest.end(), digest.view().begin(),
+                      digest.view().end())) {
+        verdict.problems.emplace_back("PCR digest in the quote does not match the PCR values");
       }
     }
   }
@@ -193,29 +194,28 @@ Result<AttestVerdict> verify_quote(const crypto::PublicKey& ak, ByteView message
 }
 
 Result<AttestVerdict> verify_certify(const crypto::PublicKey& signer, ByteView message,
-                                     ByteView signature, ByteView nonce,
-                                     ByteView certified_name) {
+                                     ByteView signature, ByteView nonce, ByteView certified_name) {
   AttestVerdict verdict;
   crypto::HashAlg hash = crypto::HashAlg::kSha256;
   CTRUST_TRY(check_signature(signer, message, signature, verdict.problems, &hash));
   auto attest = parse_attestation(message);
   if (!attest) {
-    verdict.problems.push_back("message: " + attest.error().message());
+    verdict.problems.emplace_back("message: " + attest.error().message());
     return verdict;
   }
   verdict.attestation = *attest;
   if (attest->type != TPM2_ST_ATTEST_CERTIFY) {
-    verdict.problems.push_back("message is not a certification");
+    verdict.problems.emplace_back("message is not a certification");
     return verdict;
   }
   if (!std::equal(attest->extra_data.begin(), attest->extra_data.end(), nonce.begin(),
                   nonce.end())) {
-    verdict.problems.push_back("qualifying data (nonce) differs from the expected one");
+    verdict.problems.emplace_back("qualifying data (nonce) differs from the expected one");
   }
   if (!std::equal(attest->certified_name.begin(), attest->certified_name.end(),
                   certified_name.begin(), certified_name.end())) {
-    verdict.problems.push_back("certified object's name " + to_hex(attest->certified_name) +
-                               " differs from the expected " + to_hex(certified_name));
+    verdict.problems.emplace_back("certified object's name " + to_hex(attest->certified_name) +
+                                  " differs from the expected " + to_hex(certified_name));
   }
   return verdict;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,15 +59,17 @@ struct AttestVerdict {
 };
 
 // Verifies a quote: signature by `ak` over `message`; message is a quote; its qualifying
-// data equals `nonce`; and, when `pcrs` is given, its PCR selection equals the values'
-// selection and its PCR digest equals the hash (signature's hash) of the values.
+// data equals `nonce` (not checked when nullopt, as tpm2_checkquote without -q: the caller
+// then accepts that the quote may be a replay); and, when `pcrs` is given, its PCR
+// selection equals the values' selection and its PCR digest equals the hash (signature's
+// hash) of the values.
 Result<AttestVerdict> verify_quote(const crypto::PublicKey& ak, ByteView message,
-                                   ByteView signature, ByteView nonce, const PcrValues* pcrs);
+                                   ByteView signature, std::optional<ByteView> nonce,
+                                   const PcrValues* pcrs);
 
 // Verifies a TPM2_Certify: signature by `signer`; type certify; qualifying data equals
 // `nonce`; the certified object's Name equals `certified_name`.
 Result<AttestVerdict> verify_certify(const crypto::PublicKey& signer, ByteView message,
-                                     ByteView signature, ByteView nonce,
-                                     ByteView certified_name);
+                                     ByteView signature, ByteView nonce, ByteView certified_name);
 
 }  // namespace ctrust::tpm

@@ -34,7 +34,7 @@ void append_sized(Bytes& out, ByteView data) {
 }
 
 // OpenSSL wants mutable pointers in OSSL_PARAMs even for inputs it only reads.
-char* param_str(const char* s) { return const_cast<char*>(s); }  // NOLINT
+char* param_str(const char* s) { return const_cast<char*>(s); }    // NOLINT
 void* param_bytes(const void* p) { return const_cast<void*>(p); }  // NOLINT
 
 // KDFe (TPM 2.0 Part 1, 11.4.10.3): Hash(counter || Z || label\0 || partyU || partyV), i.e.
@@ -80,8 +80,8 @@ Result<Seed> rsa_seed(const crypto::PublicKey& ek, crypto::HashAlg name_alg) {
                                        param_str(OSSL_PKEY_RSA_PAD_MODE_OAEP), 0),
       OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, digest.data(), 0),
       OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, digest.data(), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL,
-                                        param_bytes(kLabel), sizeof(kLabel)),
+      OSSL_PARAM_construct_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, param_bytes(kLabel),
+                                        sizeof(kLabel)),
       OSSL_PARAM_construct_end()};
   std::size_t len = 0;
   if (!ctx || EVP_PKEY_encrypt_init_ex(ctx.get(), params) != 1 ||
@@ -89,8 +89,8 @@ Result<Seed> rsa_seed(const crypto::PublicKey& ek, crypto::HashAlg name_alg) {
     return openssl_error("RSA-OAEP encryption of the credential seed");
   }
   out.encrypted.resize(len);
-  if (EVP_PKEY_encrypt(ctx.get(), out.encrypted.data(), &len, out.seed.data(),
-                       out.seed.size()) != 1) {
+  if (EVP_PKEY_encrypt(ctx.get(), out.encrypted.data(), &len, out.seed.data(), out.seed.size()) !=
+      1) {
     return openssl_error("RSA-OAEP encryption of the credential seed");
   }
   out.encrypted.resize(len);
@@ -135,8 +135,8 @@ Result<Bytes> hmac(crypto::HashAlg alg, ByteView key, ByteView a, ByteView b) {
   data.insert(data.end(), b.begin(), b.end());
   Bytes out(EVP_MAX_MD_SIZE);
   unsigned int len = 0;
-  if (HMAC(crypto::evp_md(alg), key.data(), static_cast<int>(key.size()), data.data(),
-           data.size(), out.data(), &len) == nullptr) {
+  if (HMAC(crypto::evp_md(alg), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
+           out.data(), &len) == nullptr) {
     return openssl_error("HMAC");
   }
   out.resize(len);
@@ -145,8 +145,8 @@ Result<Bytes> hmac(crypto::HashAlg alg, ByteView key, ByteView a, ByteView b) {
 
 }  // namespace
 
-Result<Bytes> kdfa(crypto::HashAlg alg, ByteView key, std::string_view label,
-                   ByteView context_u, ByteView context_v, std::size_t bits) {
+Result<Bytes> kdfa(crypto::HashAlg alg, ByteView key, std::string_view label, ByteView context_u,
+                   ByteView context_v, std::size_t bits) {
   if (bits == 0 || bits % 8 != 0) {
     return Error(Errc::kInvalidArgument, "KDFa output must be a whole number of bytes");
   }
@@ -181,14 +181,13 @@ Result<Credential> make_credential(const TpmPublic& ek, ByteView object_name, By
   }
   CTRUST_ASSIGN_OR_RETURN(crypto::HashAlg name_alg, hash_alg_from_tpm(area.nameAlg));
   if (secret.empty() || secret.size() > crypto::digest_size(name_alg)) {
-    return Error(Errc::kInvalidArgument,
-                 "credential secret must be 1 to " +
-                     std::to_string(crypto::digest_size(name_alg)) + " bytes");
+    return Error(Errc::kInvalidArgument, "credential secret must be 1 to " +
+                                             std::to_string(crypto::digest_size(name_alg)) +
+                                             " bytes");
   }
   if (object_name.size() < 2) return Error(Errc::kInvalidArgument, "object name too short");
-  const TPMT_SYM_DEF_OBJECT& sym = area.type == TPM2_ALG_RSA
-                                       ? area.parameters.rsaDetail.symmetric
-                                       : area.parameters.eccDetail.symmetric;
+  const TPMT_SYM_DEF_OBJECT& sym = area.type == TPM2_ALG_RSA ? area.parameters.rsaDetail.symmetric
+                                                             : area.parameters.eccDetail.symmetric;
   if (sym.algorithm != TPM2_ALG_AES || sym.mode.aes != TPM2_ALG_CFB ||
       (sym.keyBits.aes != 128 && sym.keyBits.aes != 256)) {
     return Error(Errc::kUnsupported, "EK symmetric algorithm is not AES-128/256-CFB");
@@ -212,8 +211,7 @@ Result<Credential> make_credential(const TpmPublic& ek, ByteView object_name, By
   std::array<std::uint8_t, 16> iv{};
   int out_len = 0;
   const EVP_CIPHER* aes = sym.keyBits.aes == 128 ? EVP_aes_128_cfb128() : EVP_aes_256_cfb128();
-  if (!cipher ||
-      EVP_EncryptInit_ex(cipher.get(), aes, nullptr, sym_key.data(), iv.data()) != 1 ||
+  if (!cipher || EVP_EncryptInit_ex(cipher.get(), aes, nullptr, sym_key.data(), iv.data()) != 1 ||
       EVP_EncryptUpdate(cipher.get(), enc_identity.data(), &out_len, plain.data(),
                         static_cast<int>(plain.size())) != 1) {
     return openssl_error("AES-CFB encryption of the credential");

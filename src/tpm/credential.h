@@ -24,7 +24,7 @@ struct Credential {
 Result<Credential> make_credential(const TpmPublic& ek, ByteView object_name, ByteView secret);
 
 // KDFa (SP 800-108 counter mode with HMAC), as the TPM defines it. Exposed for tests.
-Result<Bytes> kdfa(crypto::HashAlg alg, ByteView key, std::string_view label,
-                   ByteView context_u, ByteView context_v, std::size_t bits);
+Result<Bytes> kdfa(crypto::HashAlg alg, ByteView key, std::string_view label, ByteView context_u,
+                   ByteView context_v, std::size_t bits);
 
 }  // namespace ctrust::tpm

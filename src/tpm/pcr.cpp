@@ -27,8 +27,7 @@ Result<unsigned> parse_index(std::string_view text) {
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (text.empty() || ec != std::errc() || ptr != end || value >= kPcrCount) {
-    return Error(Errc::kInvalidArgument,
-                 "bad PCR index '" + printable(text) + "' (expected 0-23)");
+    return Error(Errc::kInvalidArgument, "bad PCR index '" + printable(text) + "' (expected 0-23)");
   }
   return value;
 }
@@ -97,8 +96,7 @@ Result<crypto::HashAlg> hash_alg_from_tpm(TPM2_ALG_ID alg) {
     case TPM2_ALG_SHA512:
       return crypto::HashAlg::kSha512;
     default:
-      return Error(Errc::kUnsupported,
-                   "unsupported TPM hash algorithm " + std::to_string(alg));
+      return Error(Errc::kUnsupported, "unsupported TPM hash algorithm " + std::to_string(alg));
   }
 }
 
@@ -113,9 +111,9 @@ Result<PcrSelection> parse_pcr_list(std::string_view text) {
     }
     auto alg = crypto::parse_hash_alg(bank_text.substr(0, colon));
     if (!alg) {
-      return Error(Errc::kInvalidArgument,
-                   "unknown PCR bank '" + printable(bank_text.substr(0, colon)) +
-                       "' (expected sha1, sha256, sha384 or sha512)");
+      return Error(Errc::kInvalidArgument, "unknown PCR bank '" +
+                                               printable(bank_text.substr(0, colon)) +
+                                               "' (expected sha1, sha256, sha384 or sha512)");
     }
     for (const auto& bank : selection) {
       if (bank.alg == *alg) {
@@ -222,8 +220,7 @@ Bytes encode_pcr_file(const PcrValues& values) {
   Bytes out;
   TPML_PCR_SELECTION tpml = to_tpml(values.selection);
   append_le(out, tpml.count, 4);
-  for (std::size_t i = 0; i < TPM2_NUM_PCR_BANKS; ++i) {
-    const TPMS_PCR_SELECTION& s = tpml.pcrSelections[i];
+  for (const TPMS_PCR_SELECTION& s : tpml.pcrSelections) {
     append_le(out, s.hash, 2);
     out.push_back(s.sizeofSelect);
     out.insert(out.end(), std::begin(s.pcrSelect), std::end(s.pcrSelect));
@@ -256,9 +253,8 @@ Result<PcrValues> decode_pcr_file(ByteView bytes) {
   CTRUST_ASSIGN_OR_RETURN(std::uint64_t bank_count, in.read(4, "the PCR selection"));
   if (bank_count > TPM2_NUM_PCR_BANKS) return format_error("PCR file selects too many banks");
   tpml.count = static_cast<std::uint32_t>(bank_count);
-  for (std::size_t i = 0; i < TPM2_NUM_PCR_BANKS; ++i) {
+  for (TPMS_PCR_SELECTION& s : tpml.pcrSelections) {
     CTRUST_ASSIGN_OR_RETURN(ByteView raw, in.take(kSelectionStructSize, "the PCR selection"));
-    TPMS_PCR_SELECTION& s = tpml.pcrSelections[i];
     s.hash = static_cast<TPMI_ALG_HASH>(raw[0] | (raw[1] << 8));
     s.sizeofSelect = raw[2];
     std::memcpy(s.pcrSelect, raw.data() + 3, sizeof(s.pcrSelect));
@@ -267,7 +263,8 @@ Result<PcrValues> decode_pcr_file(ByteView bytes) {
   CTRUST_ASSIGN_OR_RETURN(values.selection, from_tpml(tpml));
   std::size_t expected = pcr_count(values.selection);
   CTRUST_ASSIGN_OR_RETURN(std::uint64_t lists, in.read(4, "the digest list count"));
-  if (lists > (kPcrCount * TPM2_NUM_PCR_BANKS + kDigestsPerList - 1) / kDigestsPerList) {
+  constexpr std::size_t kMaxValues = std::size_t{kPcrCount} * TPM2_NUM_PCR_BANKS;
+  if (lists > (kMaxValues + kDigestsPerList - 1) / kDigestsPerList) {
     return format_error("PCR file has too many digest lists");
   }
   // Digests are matched to selected PCRs in order: bank by bank, PCR by PCR.
@@ -295,8 +292,8 @@ Result<PcrValues> decode_pcr_file(ByteView bytes) {
   }
   if (!in.done()) return format_error("PCR file has trailing bytes");
   if (values.values.size() != expected) {
-    return format_error("PCR file holds " + std::to_string(values.values.size()) +
-                        " values for " + std::to_string(expected) + " selected PCRs");
+    return format_error("PCR file holds " + std::to_string(values.values.size()) + " values for " +
+                        std::to_string(expected) + " selected PCRs");
   }
   return values;
 }

@@ -1,13 +1,13 @@
 #include "tpm/swtpm.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <array>
 #include <cerrno>
@@ -44,8 +44,9 @@ Result<std::string> find_executable(const std::string& name) {
     if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
     start = end + 1;
   }
-  return Error(Errc::kNotFound,
-               name + " is not installed (not on PATH); install the swtpm and swtpm-tools packages");
+  return Error(
+      Errc::kNotFound,
+      name + " is not installed (not on PATH); install the swtpm and swtpm-tools packages");
 }
 
 void exec_child(char* const argv[], int out_fd) {
@@ -83,8 +84,8 @@ Result<UniqueFd> connect_unix(const std::string& path) {
 // Sends TPM2_GetRandom(8) and waits for a response with a success code: the TPM answers.
 Result<void> probe(const std::string& socket) {
   CTRUST_ASSIGN_OR_RETURN(UniqueFd fd, connect_unix(socket));
-  static constexpr std::array<std::uint8_t, 12> kGetRandom = {
-      0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b, 0x00, 0x08};
+  static constexpr std::array<std::uint8_t, 12> kGetRandom = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0c,
+                                                              0x00, 0x00, 0x01, 0x7b, 0x00, 0x08};
   CTRUST_TRY(write_all(fd.get(), kGetRandom));
   std::array<std::uint8_t, 64> response{};
   std::size_t got = 0;
@@ -97,8 +98,9 @@ Result<void> probe(const std::string& socket) {
   std::uint32_t rc = (std::uint32_t{response[6]} << 24) | (std::uint32_t{response[7]} << 16) |
                      (std::uint32_t{response[8]} << 8) | response[9];
   if (rc != 0) {
-    return Error(Errc::kTpm, "swtpm answers with TPM error " + std::to_string(rc) +
-                                 " (startup failed: was the saved state valid?)",
+    return Error(Errc::kTpm,
+                 "swtpm answers with TPM error " + std::to_string(rc) +
+                     " (startup failed: was the saved state valid?)",
                  rc);
   }
   return ok_result();
@@ -202,6 +204,7 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
     args.insert(args.end(), {"--daemon", "--pid", "file=" + pid_path});
   }
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
@@ -288,8 +291,7 @@ bool swtpm_alive(pid_t pid, const std::string& socket) {
   std::string text(cmdline->begin(), cmdline->end());
   std::string needle = std::string("path=") + socket;
   // Arguments are NUL-separated; the server argument is "type=unixio,path=SOCKET".
-  return text.find("swtpm") != std::string::npos &&
-         text.find(needle + '\0') != std::string::npos;
+  return text.find("swtpm") != std::string::npos && text.find(needle + '\0') != std::string::npos;
 }
 
 Result<void> stop_swtpm(pid_t pid, const std::string& socket) {

@@ -105,9 +105,9 @@ Result<Tpm> Tpm::open(const std::string& tcti) {
   auto contexts = std::make_unique<Contexts>();
   TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti.c_str(), &contexts->tcti);
   if (rc != TSS2_RC_SUCCESS) {
-    return tss_error("cannot open the TPM at TCTI '" + tcti +
-                         "' (is the device present, or the swtpm running?)",
-                     rc);
+    return tss_error(
+        "cannot open the TPM at TCTI '" + tcti + "' (is the device present, or the swtpm running?)",
+        rc);
   }
   rc = Esys_Initialize(&contexts->esys, contexts->tcti, nullptr);
   if (rc != TSS2_RC_SUCCESS) return tss_error("cannot start ESAPI on '" + tcti + "'", rc);
@@ -117,9 +117,9 @@ Result<Tpm> Tpm::open(const std::string& tcti) {
 Result<TpmInfo> Tpm::info() {
   TPMI_YES_NO more = TPM2_NO;
   TPMS_CAPABILITY_DATA* raw = nullptr;
-  TSS2_RC rc = Esys_GetCapability(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                  TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED,
-                                  TPM2_MAX_TPM_PROPERTIES, &more, &raw);
+  TSS2_RC rc =
+      Esys_GetCapability(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                         TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES, &more, &raw);
   EsysOut<TPMS_CAPABILITY_DATA> data(raw);
   if (rc != TSS2_RC_SUCCESS) return tss_error("reading TPM properties", rc);
   TpmInfo info;
@@ -165,8 +165,8 @@ Result<std::vector<crypto::HashAlg>> Tpm::active_banks() {
   if (!contexts_->banks.empty()) return contexts_->banks;
   TPMI_YES_NO more = TPM2_NO;
   TPMS_CAPABILITY_DATA* raw = nullptr;
-  TSS2_RC rc = Esys_GetCapability(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                  TPM2_CAP_PCRS, 0, 1, &more, &raw);
+  TSS2_RC rc = Esys_GetCapability(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_PCRS,
+                                  0, 1, &more, &raw);
   EsysOut<TPMS_CAPABILITY_DATA> data(raw);
   if (rc != TSS2_RC_SUCCESS) return tss_error("reading the PCR banks", rc);
   const TPML_PCR_SELECTION& assigned = data->data.assignedPCR;
@@ -210,10 +210,9 @@ Result<PcrValues> Tpm::pcr_read(const PcrSelection& selection) {
       }
       // The TPM reads a prefix of what was asked for, in ascending order.
       for (std::uint32_t i = 0; i < values->count; ++i) {
-        CTRUST_ASSIGN_OR_RETURN(
-            crypto::Digest d,
-            crypto::Digest::from_bytes(bank.alg,
-                                       ByteView(values->digests[i].buffer, values->digests[i].size)));
+        CTRUST_ASSIGN_OR_RETURN(crypto::Digest d, crypto::Digest::from_bytes(
+                                                      bank.alg, ByteView(values->digests[i].buffer,
+                                                                         values->digests[i].size)));
         out.values.push_back(d);
       }
       std::erase_if(remaining, [&](unsigned pcr) {
@@ -266,9 +265,9 @@ Result<TpmKey> Tpm::create_primary(ESYS_TR hierarchy, const TPM2B_PUBLIC& templ)
   TPM2B_CREATION_DATA* raw_creation = nullptr;
   TPM2B_DIGEST* raw_hash = nullptr;
   TPMT_TK_CREATION* raw_ticket = nullptr;
-  TSS2_RC rc = Esys_CreatePrimary(esys(), hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                  ESYS_TR_NONE, &sensitive, &templ, &outside, &creation_pcr,
-                                  &handle, &raw_public, &raw_creation, &raw_hash, &raw_ticket);
+  TSS2_RC rc = Esys_CreatePrimary(esys(), hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  &sensitive, &templ, &outside, &creation_pcr, &handle, &raw_public,
+                                  &raw_creation, &raw_hash, &raw_ticket);
   EsysOut<TPM2B_PUBLIC> out_public(raw_public);
   EsysOut<TPM2B_CREATION_DATA> creation(raw_creation);
   EsysOut<TPM2B_DIGEST> creation_hash(raw_hash);
@@ -338,8 +337,7 @@ Result<TpmKey> Tpm::attestation_key(KeyAlg alg, TPM2_HANDLE handle) {
     return Error(Errc::kInvalidArgument, "attestation key handle must be persistent (0x81...)");
   }
   ESYS_TR tr = ESYS_TR_NONE;
-  TSS2_RC rc =
-      Esys_TR_FromTPMPublic(esys(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
   char hex_handle[16];
   std::snprintf(hex_handle, sizeof(hex_handle), "0x%x", handle);
   if (rc == TSS2_RC_SUCCESS) {
@@ -351,7 +349,8 @@ Result<TpmKey> Tpm::attestation_key(KeyAlg alg, TPM2_HANDLE handle) {
     EsysOut<TPM2B_PUBLIC> out_public(raw_public);
     EsysOut<TPM2B_NAME> name(raw_name);
     EsysOut<TPM2B_NAME> qname(raw_qname);
-    if (rc != TSS2_RC_SUCCESS) return tss_error("reading the key at " + std::string(hex_handle), rc);
+    if (rc != TSS2_RC_SUCCESS)
+      return tss_error("reading the key at " + std::string(hex_handle), rc);
     TpmKey key;
     key.handle_ = tr;
     key.persistent_ = handle;
@@ -359,10 +358,10 @@ Result<TpmKey> Tpm::attestation_key(KeyAlg alg, TPM2_HANDLE handle) {
     CTRUST_ASSIGN_OR_RETURN(key.name_, key.public_.name());
     TPM2_ALG_ID want = alg == KeyAlg::kRsa2048 ? TPM2_ALG_RSA : TPM2_ALG_ECC;
     if (!key.public_.is_restricted_signing() || key.public_.area().type != want) {
-      return Error(Errc::kInvalidArgument,
-                   "the persistent object at " + std::string(hex_handle) +
-                       " is not a restricted " + std::string(key_alg_name(alg)) +
-                       " signing key; choose another handle or evict it");
+      return Error(Errc::kInvalidArgument, "the persistent object at " + std::string(hex_handle) +
+                                               " is not a restricted " +
+                                               std::string(key_alg_name(alg)) +
+                                               " signing key; choose another handle or evict it");
     }
     return key;
   }
@@ -386,15 +385,14 @@ Result<TpmKey> Tpm::attestation_key(KeyAlg alg, TPM2_HANDLE handle) {
 
 Result<void> Tpm::evict(TPM2_HANDLE handle) {
   ESYS_TR tr = ESYS_TR_NONE;
-  TSS2_RC rc =
-      Esys_TR_FromTPMPublic(esys(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
   if (rc != TSS2_RC_SUCCESS) {
     if (is_missing_handle(rc)) return ok_result();
     return tss_error("looking up a persistent object", rc);
   }
   ESYS_TR out = ESYS_TR_NONE;
-  rc = Esys_EvictControl(esys(), ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                         ESYS_TR_NONE, handle, &out);
+  rc = Esys_EvictControl(esys(), ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         handle, &out);
   if (rc != TSS2_RC_SUCCESS) {
     Esys_TR_Close(esys(), &tr);
     return tss_error("evicting a persistent object", rc);
@@ -406,9 +404,9 @@ Result<UniqueTransient> Tpm::endorsement_policy_session() {
   TPMT_SYM_DEF symmetric{};
   symmetric.algorithm = TPM2_ALG_NULL;
   ESYS_TR session = ESYS_TR_NONE;
-  TSS2_RC rc = Esys_StartAuthSession(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                     ESYS_TR_NONE, ESYS_TR_NONE, nullptr, TPM2_SE_POLICY,
-                                     &symmetric, TPM2_ALG_SHA256, &session);
+  TSS2_RC rc = Esys_StartAuthSession(esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                     ESYS_TR_NONE, nullptr, TPM2_SE_POLICY, &symmetric,
+                                     TPM2_ALG_SHA256, &session);
   if (rc != TSS2_RC_SUCCESS) return tss_error("starting a policy session", rc);
   UniqueTransient owned({esys(), session});
   TPM2B_TIMEOUT* raw_timeout = nullptr;
@@ -482,9 +480,8 @@ Result<Certification> Tpm::certify(const TpmKey& object, const TpmKey& signer, B
   }
   TPM2B_ATTEST* raw_attest = nullptr;
   TPMT_SIGNATURE* raw_sig = nullptr;
-  TSS2_RC rc = Esys_Certify(esys(), object.handle(), signer.handle(), object_auth,
-                            ESYS_TR_PASSWORD, ESYS_TR_NONE, &qualifying, &scheme, &raw_attest,
-                            &raw_sig);
+  TSS2_RC rc = Esys_Certify(esys(), object.handle(), signer.handle(), object_auth, ESYS_TR_PASSWORD,
+                            ESYS_TR_NONE, &qualifying, &scheme, &raw_attest, &raw_sig);
   EsysOut<TPM2B_ATTEST> attest(raw_attest);
   EsysOut<TPMT_SIGNATURE> sig(raw_sig);
   if (rc != TSS2_RC_SUCCESS) return tss_error("certifying a key", rc);

@@ -71,7 +71,7 @@ struct TpmInfo {
   std::string manufacturer;  // e.g. "IBM"
   std::string vendor;        // vendor strings 1-4 joined
   std::uint64_t firmware_version = 0;
-  std::string family;        // "2.0"
+  std::string family;          // "2.0"
   std::uint32_t revision = 0;  // spec revision * 100
   std::vector<crypto::HashAlg> active_banks;
 };

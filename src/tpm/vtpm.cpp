@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -61,6 +61,7 @@ Result<void> run_tool(const std::vector<std::string>& args, const std::string& l
   UniqueFd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!log_fd) return errno_error("creating " + log, errno);
   std::vector<char*> argv;
+  argv.reserve(copy.size() + 1);
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = ::fork();
@@ -100,8 +101,11 @@ Result<pid_t> read_pid(const std::string& path) {
 }
 
 nlohmann::json meta_json(const VtpmInfo& info, bool suspended) {
-  return {{"uuid", info.uuid},       {"created", info.created}, {"ek_name", info.ek_name},
-          {"ak_name", info.ak_name}, {"suspended", suspended}};
+  return {{"uuid", info.uuid},
+          {"created", info.created},
+          {"ek_name", info.ek_name},
+          {"ak_name", info.ak_name},
+          {"suspended", suspended}};
 }
 
 Result<void> write_meta(const std::string& dir, const VtpmInfo& info, bool suspended) {
@@ -230,9 +234,8 @@ Result<VtpmInfo> VtpmManager::load_info(const std::string& uuid) {
   info.state_dir = dir;
   info.tcti = std::string("swtpm:path=") + dir + "/" + kSocketName;
   CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(dir + "/" + kMetaFile, kMaxMetaSize));
-  auto doc = parse_json_strict(std::string_view(reinterpret_cast<const char*>(bytes.data()),
-                                                bytes.size()),
-                               8);
+  auto doc = parse_json_strict(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), 8);
   if (!doc) return std::move(doc).error().with_context(dir + "/" + kMetaFile);
   bool suspended = false;
   try {
@@ -253,8 +256,8 @@ Result<VtpmInfo> VtpmManager::load_info(const std::string& uuid) {
   } else {
     info.status = VtpmStatus::kDead;
     std::string tail = log_tail(dir + "/swtpm.log");
-    info.detail = "swtpm (pid " + std::to_string(info.pid) +
-                  ") is gone and its PCRs with it" + (tail.empty() ? "" : "; its log: " + tail);
+    info.detail = "swtpm (pid " + std::to_string(info.pid) + ") is gone and its PCRs with it" +
+                  (tail.empty() ? "" : "; its log: " + tail);
   }
   return info;
 }
@@ -277,16 +280,11 @@ Result<VtpmInfo> VtpmManager::manufacture() {
   std::string dir = tpm_dir(uuid);
   CTRUST_TRY(make_private_dir(dir));
   auto made = [&]() -> Result<VtpmInfo> {
-    std::vector<std::string> args = {config_.swtpm_setup,
-                                     "--tpm2",
-                                     "--tpmstate",
-                                     dir,
-                                     "--create-ek-cert",
-                                     "--lock-nvram",
-                                     "--pcr-banks",
-                                     "sha1,sha256",
-                                     "--config",
-                                     config_.root + "/swtpm_setup.conf"};
+    std::vector<std::string> args = {config_.swtpm_setup, "--tpm2",
+                                     "--tpmstate",        dir,
+                                     "--create-ek-cert",  "--lock-nvram",
+                                     "--pcr-banks",       "sha1,sha256",
+                                     "--config",          config_.root + "/swtpm_setup.conf"};
     if (config_.swtpm != "swtpm") args.insert(args.end(), {"--tpm", config_.swtpm + " socket"});
     CTRUST_TRY(run_tool(args, dir + "/setup.log"));
     SwtpmOptions options;
@@ -347,8 +345,8 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
     std::unique_lock lock(mutex_);
     struct stat st {};
     if (::lstat(link.c_str(), &st) == 0) {
-      return Error(Errc::kInvalidArgument, "container " + container +
-                                               " already has a vTPM; destroy it first");
+      return Error(Errc::kInvalidArgument,
+                   "container " + container + " already has a vTPM; destroy it first");
     }
     if (attached_ >= config_.max) {
       return Error(Errc::kLimit, "vTPM limit reached (" + std::to_string(config_.max) +
@@ -430,8 +428,8 @@ Result<void> VtpmManager::destroy(const std::string& container) {
 Result<void> VtpmManager::suspend(const std::string& container) {
   CTRUST_ASSIGN_OR_RETURN(VtpmInfo info, get(container));
   if (info.status != VtpmStatus::kRunning) {
-    return Error(Errc::kInvalidArgument, "the vTPM of " + container + " is " +
-                                             std::string(vtpm_status_name(info.status)));
+    return Error(Errc::kInvalidArgument,
+                 "the vTPM of " + container + " is " + std::string(vtpm_status_name(info.status)));
   }
   {
     CTRUST_ASSIGN_OR_RETURN(Tpm tpm, Tpm::open(info.tcti));
@@ -537,9 +535,8 @@ void VtpmManager::refill_loop() {
       refill_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; });
       continue;
     }
-    refill_cv_.wait(lock, [this] {
-      return stopping_ || pool_.size() + manufacturing_ < config_.pool_size;
-    });
+    refill_cv_.wait(
+        lock, [this] { return stopping_ || pool_.size() + manufacturing_ < config_.pool_size; });
   }
 }
 

@@ -39,8 +39,8 @@ namespace ctrust::tpm {
 
 struct VtpmConfig {
   std::string root = "/var/lib/ctrust/vtpm";
-  std::size_t max = 256;        // vTPMs attached to containers at once
-  std::size_t pool_size = 2;    // pre-started vTPMs kept ready (0: none)
+  std::size_t max = 256;      // vTPMs attached to containers at once
+  std::size_t pool_size = 2;  // pre-started vTPMs kept ready (0: none)
   bool archive_on_destroy = false;
   bool resume_suspended = true;  // open() restarts suspended vTPMs (the agent does)
   KeyAlg ak_alg = KeyAlg::kEccP256;
@@ -64,8 +64,8 @@ struct VtpmInfo {
   pid_t pid = -1;
   std::string state_dir;
   std::string tcti;
-  std::string ek_name;  // hex
-  std::string ak_name;  // hex
+  std::string ek_name;       // hex
+  std::string ak_name;       // hex
   std::int64_t created = 0;  // seconds since the epoch
 };
 

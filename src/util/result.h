@@ -25,7 +25,7 @@ enum class Errc : std::uint8_t {
   kUnsupported,      // well-formed but not something we handle
   kCrypto,           // OpenSSL failed; native() holds the OpenSSL error code
   kNotFound,
-  kTpm,              // the TPM or the TSS failed; native() holds the TSS2_RC
+  kTpm,  // the TPM or the TSS failed; native() holds the TSS2_RC
   kInternal,
 };
 

@@ -101,6 +101,12 @@ check_exit "another key rejected" 1 "$CTRUST" tpm checkquote --public "$WORK/ak.
 head -c 100 "$WORK/tp" >"$WORK/tp3"
 check_exit "truncated PCR file is an input error" 3 "$CTRUST" tpm checkquote \
   --public "$WORK/tak.pem" --message "$WORK/tm" --signature "$WORK/ts" --pcr "$WORK/tp3"
+check "without --qualification the nonce is not checked" "$CTRUST" tpm checkquote \
+  --public "$WORK/tak.pem" --message "$WORK/tm" --signature "$WORK/ts" --pcr "$WORK/tp" --json
+check_eq "json says so" "$(jq -r .nonce_checked "$WORK/.out")" false
+check_eq "and warns about replays" "$(grep -c 'may be a replay' "$WORK/.err")" 1
+check_exit "an empty --qualification requires an empty nonce" 1 "$CTRUST" tpm checkquote \
+  --public "$WORK/tak.pem" --message "$WORK/tm" --signature "$WORK/ts" --qualification ""
 check_exit "bad nonce hex is a usage error" 2 "$CTRUST" tpm checkquote --public "$WORK/tak.pem" \
   --message "$WORK/tm" --signature "$WORK/ts" --qualification xyz
 

@@ -43,11 +43,13 @@ class QuoteTest : public ::testing::Test {
     auto sel = parse_pcr_list("sha256:10,16");
     ASSERT_TRUE(sel);
     values_.selection = *sel;
-    values_.values = {crypto::Digest::zero(HashAlg::kSha256), crypto::Digest::zero(HashAlg::kSha256)};
+    values_.values = {crypto::Digest::zero(HashAlg::kSha256),
+                      crypto::Digest::zero(HashAlg::kSha256)};
     values_.values[0].bytes[5] = 0x42;
   }
 
-  Signed make_quote(ByteView nonce, const PcrValues& values, std::uint16_t type = TPM2_ST_ATTEST_QUOTE,
+  Signed make_quote(ByteView nonce, const PcrValues& values,
+                    std::uint16_t type = TPM2_ST_ATTEST_QUOTE,
                     std::uint32_t magic = TPM2_GENERATED_VALUE) {
     TPMS_ATTEST attest{};
     attest.magic = magic;
@@ -106,7 +108,8 @@ TEST_F(QuoteTest, RejectsWrongNonceValuesSignatureAndType) {
 
   auto other_key = crypto::PrivateKey::generate(crypto::KeyType::kEcdsaP256);
   ASSERT_TRUE(other_key);
-  EXPECT_FALSE(verify_quote(*other_key->public_key(), q.message, q.signature, nonce_, &values_)->ok());
+  EXPECT_FALSE(
+      verify_quote(*other_key->public_key(), q.message, q.signature, nonce_, &values_)->ok());
 
   Signed certify = make_quote(nonce_, values_, TPM2_ST_ATTEST_CERTIFY);
   EXPECT_FALSE(verify_quote(*pub_, certify.message, certify.signature, nonce_, &values_)->ok());

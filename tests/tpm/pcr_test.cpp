@@ -97,7 +97,8 @@ TEST(PcrDigest, HashesValuesInOrder) {
   auto d = pcr_digest(HashAlg::kSha256, v);
   ASSERT_TRUE(d);
   Bytes concat;
-  for (const auto& value : v.values) concat.insert(concat.end(), value.view().begin(), value.view().end());
+  for (const auto& value : v.values)
+    concat.insert(concat.end(), value.view().begin(), value.view().end());
   auto want = crypto::digest_bytes(HashAlg::kSha256, concat);
   ASSERT_TRUE(want);
   EXPECT_EQ(*d, *want);

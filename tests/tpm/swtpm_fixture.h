@@ -57,14 +57,14 @@ class SwtpmTest : public ::testing::Test {
 };
 
 // Starts a swtpm and opens it into `tpm_var`, or skips/returns.
-#define CTRUST_OPEN_SWTPM(tpm_var)                               \
-  std::string tcti_##tpm_var = start_swtpm();                    \
-  if (tcti_##tpm_var.empty()) {                                  \
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;     \
-    return;                                                      \
-  }                                                              \
-  auto tpm_var##_opt = open(tcti_##tpm_var);                     \
-  ASSERT_TRUE(tpm_var##_opt.has_value());                        \
+#define CTRUST_OPEN_SWTPM(tpm_var)                           \
+  std::string tcti_##tpm_var = start_swtpm();                \
+  if (tcti_##tpm_var.empty()) {                              \
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_; \
+    return;                                                  \
+  }                                                          \
+  auto tpm_var##_opt = open(tcti_##tpm_var);                 \
+  ASSERT_TRUE(tpm_var##_opt.has_value());                    \
   tpm::Tpm& tpm_var = *tpm_var##_opt
 
 }  // namespace ctrust::testing

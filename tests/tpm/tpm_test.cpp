@@ -77,7 +77,8 @@ TEST_F(TpmTest, QuoteVerifiesInSoftwareAndTamperingIsRejected) {
     EXPECT_EQ(verdict->attestation.qualified_signer.size(), 34U);
 
     Bytes other_nonce{9, 8, 7, 6, 4};
-    EXPECT_FALSE(verify_quote(*key, quote->message, quote->signature, other_nonce, &quote->pcrs)->ok());
+    EXPECT_FALSE(
+        verify_quote(*key, quote->message, quote->signature, other_nonce, &quote->pcrs)->ok());
     PcrValues changed = quote->pcrs;
     changed.values[0].bytes[0] ^= 0x80;
     EXPECT_FALSE(verify_quote(*key, quote->message, quote->signature, nonce, &changed)->ok());
@@ -136,8 +137,8 @@ TEST_F(TpmTest, EndorsementKeysOfBothTypes) {
     EXPECT_TRUE(ek->public_area().is_restricted_decrypt());
     auto key = ek->public_area().public_key();
     ASSERT_TRUE(key) << key.error().message();
-    EXPECT_EQ(key->type(), alg == KeyAlg::kRsa2048 ? crypto::KeyType::kRsa2048
-                                                    : crypto::KeyType::kEcdsaP256);
+    EXPECT_EQ(key->type(),
+              alg == KeyAlg::kRsa2048 ? crypto::KeyType::kRsa2048 : crypto::KeyType::kEcdsaP256);
     // The EK is a primary key: the same template gives the same key.
     auto again = tpm.endorsement_key(alg);
     ASSERT_TRUE(again);
@@ -260,6 +261,19 @@ TEST_F(TpmTest, AKilledTpmDoesNotResumeStalePcrs) {
       << restarted.error().message();
 }
 
+TEST_F(TpmTest, ASwtpmKilledDuringUseIsAClearTpmError) {
+  CTRUST_OPEN_SWTPM(tpm);
+  auto sel = parse_pcr_list("sha256:10");
+  ASSERT_TRUE(tpm.pcr_read(*sel));
+  ::kill(swtpm_->pid(), SIGKILL);
+  auto read = tpm.pcr_read(*sel);
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error().code(), Errc::kTpm);
+  EXPECT_NE(read.error().message().find("reading PCRs: "), std::string::npos)
+      << read.error().message();
+  EXPECT_FALSE(swtpm_->running());
+}
+
 TEST_F(TpmTest, ErrorsAreDecoded) {
   auto missing = Tpm::open("swtpm:path=/nonexistent/tpm.sock");
   ASSERT_FALSE(missing);
@@ -277,7 +291,8 @@ TEST_F(TpmTest, SwtpmMissingIsAClearError) {
   auto swtpm = Swtpm::start(options);
   ASSERT_FALSE(swtpm);
   EXPECT_EQ(swtpm.error().code(), Errc::kNotFound);
-  EXPECT_NE(swtpm.error().message().find("install the swtpm and swtpm-tools packages"), std::string::npos);
+  EXPECT_NE(swtpm.error().message().find("install the swtpm and swtpm-tools packages"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -50,7 +50,8 @@ Result<tpm::Tpm> open_tpm(const std::string& tcti_option) {
 Result<Bytes> parse_hex_option(const std::string& name, std::string text) {
   if (text.rfind("0x", 0) == 0 || text.rfind("0X", 0) == 0) text = text.substr(2);
   auto bytes = from_hex(text);
-  if (!bytes) return Error(Errc::kInvalidArgument, name + " must be hex: " + bytes.error().message());
+  if (!bytes)
+    return Error(Errc::kInvalidArgument, name + " must be hex: " + bytes.error().message());
   return bytes;
 }
 
@@ -204,8 +205,8 @@ int run_extend(const ExtendArgs& args) {
   std::vector<crypto::Digest> digests;
   for (const auto& text : args.digests) {
     auto colon = text.find(':');
-    auto alg = colon == std::string::npos ? std::nullopt
-                                          : crypto::parse_hash_alg(text.substr(0, colon));
+    auto alg =
+        colon == std::string::npos ? std::nullopt : crypto::parse_hash_alg(text.substr(0, colon));
     if (!alg) return usage_error("bad --digest '" + text + "' (expected sha256:HEX)");
     auto digest = crypto::Digest::from_hex(*alg, text.substr(colon + 1));
     if (!digest) return usage_error("bad --digest '" + text + "': " + digest.error().message());
@@ -232,8 +233,8 @@ int run_extend(const ExtendArgs& args) {
     print_json({{"pcr", args.pcr}, {"extended", doc}});
   } else {
     for (const auto& d : digests) {
-      std::cout << "extended PCR " << args.pcr << " " << crypto::hash_name(d.alg) << ":"
-                << d.hex() << '\n';
+      std::cout << "extended PCR " << args.pcr << " " << crypto::hash_name(d.alg) << ":" << d.hex()
+                << '\n';
     }
   }
   return kExitOk;
@@ -288,12 +289,13 @@ int run_ek(const EkArgs& args) {
     }
   }
   if (args.json) {
-    print_json({{"alg", tpm::key_alg_name(*alg)},
-                {"name", to_hex(ek->name())},
-                {"fingerprint", "sha256:" + fingerprint->hex()},
-                {"certificate", cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_pem)},
-                {"certificate_issuer",
-                 cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_subject)}});
+    print_json(
+        {{"alg", tpm::key_alg_name(*alg)},
+         {"name", to_hex(ek->name())},
+         {"fingerprint", "sha256:" + fingerprint->hex()},
+         {"certificate", cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_pem)},
+         {"certificate_issuer",
+          cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_subject)}});
   } else {
     std::cout << "name:        " << to_hex(ek->name()) << '\n'
               << "fingerprint: sha256:" << fingerprint->hex() << '\n'
@@ -402,6 +404,7 @@ int run_quote(const QuoteArgs& args) {
 }
 
 struct CheckQuoteArgs {
+  bool qualification_given = false;
   std::string public_key;
   std::string message;
   std::string signature;
@@ -411,11 +414,14 @@ struct CheckQuoteArgs {
 };
 
 int run_checkquote(const CheckQuoteArgs& args) {
-  Bytes nonce;
-  if (!args.qualification.empty()) {
+  std::optional<Bytes> nonce;
+  if (args.qualification_given) {
     auto parsed = parse_hex_option("--qualification", args.qualification);
     if (!parsed) return usage_error(parsed.error().message());
     nonce = *parsed;
+  } else {
+    std::cerr << "ctrust: warn: no --qualification: the nonce is not checked, so this quote "
+                 "may be a replay\n";
   }
   auto key = crypto::PublicKey::load_pem_file(args.public_key);
   if (!key) return report_error(key.error());
@@ -431,11 +437,14 @@ int run_checkquote(const CheckQuoteArgs& args) {
     if (!decoded) return report_error(std::move(decoded).error().with_context(args.pcr));
     pcrs = std::move(*decoded);
   }
-  auto verdict =
-      tpm::verify_quote(*key, *message, *signature, nonce, pcrs ? &*pcrs : nullptr);
+  auto verdict = tpm::verify_quote(*key, *message, *signature,
+                                   nonce ? std::optional<ByteView>(*nonce) : std::nullopt,
+                                   pcrs ? &*pcrs : nullptr);
   if (!verdict) return report_error(verdict.error());
   if (args.json) {
-    nlohmann::json doc = {{"valid", verdict->ok()}, {"problems", verdict->problems}};
+    nlohmann::json doc = {{"valid", verdict->ok()},
+                          {"problems", verdict->problems},
+                          {"nonce_checked", nonce.has_value()}};
     if (verdict->attestation.type != 0) {
       doc["pcr_selection"] = tpm::format_pcr_list(verdict->attestation.pcr_selection);
       doc["clock"] = verdict->attestation.clock;
@@ -548,9 +557,13 @@ void register_tpm_commands(CLI::App& app, Context& ctx) {
     cmd->add_option("--message,-m", args->message, "Quoted TPMS_ATTEST")->required();
     cmd->add_option("--signature,-s", args->signature, "TPMT_SIGNATURE")->required();
     cmd->add_option("--pcr,-f", args->pcr, "PCR values (tpm2-tools format); checks the digest");
-    cmd->add_option("--qualification,-q", args->qualification, "Expected nonce (hex)");
-    cmd->add_flag("--json", args->json, "Print {valid, problems, ...} as JSON");
-    cmd->callback([args, &ctx] { ctx.exit_code = run_checkquote(*args); });
+    auto* q = cmd->add_option("--qualification,-q", args->qualification,
+                              "Expected nonce (hex); without it the nonce is not checked");
+    cmd->add_flag("--json", args->json, "Print {valid, problems, nonce_checked, ...} as JSON");
+    cmd->callback([args, q, &ctx] {
+      args->qualification_given = q->count() > 0;
+      ctx.exit_code = run_checkquote(*args);
+    });
   }
 }
 

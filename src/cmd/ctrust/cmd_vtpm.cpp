@@ -31,7 +31,7 @@ void add_common(CLI::App* cmd, Common& common) {
 }
 
 Result<std::unique_ptr<tpm::VtpmManager>> open_manager(const Common& common, std::size_t max,
-                                                        bool archive) {
+                                                       bool archive) {
   ::setenv("TSS2_LOG", "all+none", 0);
   tpm::VtpmConfig config;
   config.root = resolve_root(common.root);
@@ -43,14 +43,10 @@ Result<std::unique_ptr<tpm::VtpmManager>> open_manager(const Common& common, std
 }
 
 nlohmann::json info_json(const tpm::VtpmInfo& info) {
-  return {{"container", info.container},
-          {"status", tpm::vtpm_status_name(info.status)},
-          {"detail", info.detail},
-          {"pid", info.pid},
-          {"tcti", info.tcti},
-          {"state_dir", info.state_dir},
-          {"ek_name", info.ek_name},
-          {"ak_name", info.ak_name},
+  return {{"container", info.container}, {"status", tpm::vtpm_status_name(info.status)},
+          {"detail", info.detail},       {"pid", info.pid},
+          {"tcti", info.tcti},           {"state_dir", info.state_dir},
+          {"ek_name", info.ek_name},     {"ak_name", info.ak_name},
           {"created", info.created}};
 }
 
@@ -150,12 +146,13 @@ int run_resume(const Common& common, const std::string& container) {
 }  // namespace
 
 void register_vtpm_commands(CLI::App& app, Context& ctx) {
-  auto* group = app.add_subcommand("vtpm", "Per-container virtual TPMs: list, create, destroy, suspend, resume");
+  auto* group = app.add_subcommand(
+      "vtpm", "Per-container virtual TPMs: list, create, destroy, suspend, resume");
   group->require_subcommand(1);
   {
     auto common = std::make_shared<Common>();
-    auto* cmd = group->add_subcommand(
-        "list", "List vTPMs with their status (exit 1 when one is dead)");
+    auto* cmd =
+        group->add_subcommand("list", "List vTPMs with their status (exit 1 when one is dead)");
     add_common(cmd, *common);
     cmd->callback([common, &ctx] { ctx.exit_code = run_list(*common); });
   }
@@ -168,9 +165,8 @@ void register_vtpm_commands(CLI::App& app, Context& ctx) {
     add_common(cmd, *common);
     cmd->add_option("CONTAINER", *container, "Container id")->required();
     cmd->add_option("--max", *max, "Refuse when this many vTPMs exist (default 256)");
-    cmd->callback([common, container, max, &ctx] {
-      ctx.exit_code = run_create(*common, *container, *max);
-    });
+    cmd->callback(
+        [common, container, max, &ctx] { ctx.exit_code = run_create(*common, *container, *max); });
   }
   {
     auto common = std::make_shared<Common>();
@@ -187,8 +183,8 @@ void register_vtpm_commands(CLI::App& app, Context& ctx) {
   {
     auto common = std::make_shared<Common>();
     auto container = std::make_shared<std::string>();
-    auto* cmd = group->add_subcommand(
-        "suspend", "Save a vTPM's PCRs and stop it (before a host shutdown)");
+    auto* cmd =
+        group->add_subcommand("suspend", "Save a vTPM's PCRs and stop it (before a host shutdown)");
     add_common(cmd, *common);
     cmd->add_option("CONTAINER", *container, "Container id")->required();
     cmd->callback([common, container, &ctx] { ctx.exit_code = run_suspend(*common, *container); });
