@@ -113,6 +113,16 @@ Result<void> write_meta(const std::string& dir, const VtpmInfo& info, bool suspe
   return write_file_atomic(dir + "/" + kMetaFile, as_bytes(text), 0600);
 }
 
+// Our vTPM directories are named by 32 lowercase hex digits; anything else found through a
+// container link (say "..") is refused before it becomes part of a path we delete.
+bool valid_uuid(const std::string& uuid) {
+  if (uuid.size() != 32) return false;
+  for (char c : uuid) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string_view vtpm_status_name(VtpmStatus status) {
@@ -205,6 +215,7 @@ Result<void> VtpmManager::init() {
   }
   for (const auto& entry : fs::directory_iterator(config_.root + "/tpms", ec)) {
     std::string uuid = entry.path().filename().string();
+    if (!valid_uuid(uuid)) continue;  // not ours: left alone
     auto info = load_info(uuid);
     auto it = attached.find(uuid);
     if (it == attached.end()) {
@@ -353,10 +364,16 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
                                      "); destroy one or raise the maximum");
     }
     ++attached_;  // reserved; released below on failure
-    if (!pool_.empty()) {
-      info = std::move(pool_.front());
+    // A pool vTPM whose swtpm died while it waited is discarded, never handed out.
+    while (!pool_.empty()) {
+      VtpmInfo candidate = std::move(pool_.front());
       pool_.pop_front();
       refill_cv_.notify_one();
+      if (swtpm_alive(candidate.pid, candidate.state_dir + "/" + kSocketName)) {
+        info = std::move(candidate);
+        break;
+      }
+      remove_vtpm_files(candidate.uuid, "");
     }
   }
   if (info.uuid.empty()) {
@@ -397,7 +414,12 @@ Result<VtpmInfo> VtpmManager::get(const std::string& container) {
   std::error_code ec;
   fs::path target = fs::read_symlink(link_path(container), ec);
   if (ec) return Error(Errc::kNotFound, "container " + container + " has no vTPM");
-  CTRUST_ASSIGN_OR_RETURN(VtpmInfo info, load_info(target.filename().string()));
+  std::string uuid = target.filename().string();
+  if (!valid_uuid(uuid) || target.parent_path() != "../tpms") {
+    return Error(Errc::kFormat, link_path(container) + " does not point to a vTPM (" +
+                                    target.string() + "); remove it by hand");
+  }
+  CTRUST_ASSIGN_OR_RETURN(VtpmInfo info, load_info(uuid));
   info.container = container;
   return info;
 }

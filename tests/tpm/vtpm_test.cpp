@@ -239,6 +239,46 @@ TEST_F(VtpmTest, AKilledSwtpmIsReportedDeadAndNeverReplaced) {
   EXPECT_TRUE(manager->list().empty());
 }
 
+TEST_F(VtpmTest, ADeadPoolVtpmIsNeverHandedOut) {
+  config_.pool_size = 1;
+  auto manager = open_manager();
+  ASSERT_TRUE(manager);
+  ASSERT_TRUE(manager->fill_pool());
+  auto pooled = manager->list(true);
+  ASSERT_EQ(pooled.size(), 1U);
+  ASSERT_EQ(::kill(pooled[0].pid, SIGKILL), 0);
+  for (int i = 0; i < 100 && swtpm_alive(pooled[0].pid, pooled[0].state_dir + "/tpm.sock"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto info = manager->create("c1");
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_NE(info->uuid, pooled[0].uuid);
+  EXPECT_FALSE(fs::exists(pooled[0].state_dir));
+  auto tpm = Tpm::open(info->tcti);
+  ASSERT_TRUE(tpm);
+  EXPECT_TRUE(tpm->pcr_extend_data(10, bytes_of("alive")));
+  manager->drain_pool();
+  ASSERT_TRUE(manager->destroy("c1"));
+}
+
+TEST_F(VtpmTest, AForeignContainerLinkIsRefusedNotFollowed) {
+  auto manager = open_manager();
+  ASSERT_TRUE(manager);
+  ASSERT_TRUE(manager->create("c1"));
+  // A link that would make destroy delete the root (or anything outside tpms/).
+  ASSERT_EQ(::symlink("../tpms/..", (config_.root + "/containers/evil").c_str()), 0);
+  auto evil = manager->get("evil");
+  ASSERT_FALSE(evil);
+  EXPECT_EQ(evil.error().code(), Errc::kFormat);
+  EXPECT_FALSE(manager->destroy("evil"));
+  EXPECT_TRUE(fs::exists(config_.root + "/ca"));
+  EXPECT_TRUE(manager->get("c1"));
+  auto listed = manager->list();
+  ASSERT_EQ(listed.size(), 2U);  // reported, with the reason
+  fs::remove(config_.root + "/containers/evil");
+  ASSERT_TRUE(manager->destroy("c1"));
+}
+
 TEST_F(VtpmTest, MaximumAndArchive) {
   config_.max = 1;
   config_.archive_on_destroy = true;
