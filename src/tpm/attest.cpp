@@ -44,6 +44,26 @@ Result<void> check_signature(const crypto::PublicKey& key, ByteView message,
   return ok_result();
 }
 
+// The checks every verification starts with: the signature, then the message parsed and
+// of the expected type. Returns false when the verdict is already final.
+Result<bool> check_signed_attestation(const crypto::PublicKey& key, ByteView message,
+                                      ByteView signature, std::uint16_t type, const char* type_name,
+                                      AttestVerdict& verdict, crypto::HashAlg* hash) {
+  CTRUST_TRY(check_signature(key, message, signature, verdict.problems, hash));
+  auto attest = parse_attestation(message);
+  if (!attest) {
+    verdict.problems.emplace_back("message: " + attest.error().message());
+    return false;
+  }
+  verdict.attestation = *attest;
+  if (attest->type != type) {
+    verdict.problems.emplace_back(std::string("message is not a ") + type_name + " (type " +
+                                  std::to_string(attest->type) + ")");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<Attestation> parse_attestation(ByteView message) {
@@ -160,18 +180,11 @@ Result<AttestVerdict> verify_quote(const crypto::PublicKey& ak, ByteView message
                                    const PcrValues* pcrs) {
   AttestVerdict verdict;
   crypto::HashAlg hash = crypto::HashAlg::kSha256;
-  CTRUST_TRY(check_signature(ak, message, signature, verdict.problems, &hash));
-  auto attest = parse_attestation(message);
-  if (!attest) {
-    verdict.problems.emplace_back("message: " + attest.error().message());
-    return verdict;
-  }
-  verdict.attestation = *attest;
-  if (attest->type != TPM2_ST_ATTEST_QUOTE) {
-    verdict.problems.emplace_back("message is not a quote (type " + std::to_string(attest->type) +
-                                  ")");
-    return verdict;
-  }
+  CTRUST_ASSIGN_OR_RETURN(
+      bool go_on, check_signed_attestation(ak, message, signature, TPM2_ST_ATTEST_QUOTE, "quote",
+                                           verdict, &hash));
+  if (!go_on) return verdict;
+  const Attestation* attest = &verdict.attestation;
   if (nonce && !std::equal(attest->extra_data.begin(), attest->extra_data.end(), nonce->begin(),
                            nonce->end())) {
     verdict.problems.emplace_back("qualifying data (nonce) " + to_hex(attest->extra_data) +
@@ -197,17 +210,11 @@ Result<AttestVerdict> verify_certify(const crypto::PublicKey& signer, ByteView m
                                      ByteView signature, ByteView nonce, ByteView certified_name) {
   AttestVerdict verdict;
   crypto::HashAlg hash = crypto::HashAlg::kSha256;
-  CTRUST_TRY(check_signature(signer, message, signature, verdict.problems, &hash));
-  auto attest = parse_attestation(message);
-  if (!attest) {
-    verdict.problems.emplace_back("message: " + attest.error().message());
-    return verdict;
-  }
-  verdict.attestation = *attest;
-  if (attest->type != TPM2_ST_ATTEST_CERTIFY) {
-    verdict.problems.emplace_back("message is not a certification");
-    return verdict;
-  }
+  CTRUST_ASSIGN_OR_RETURN(
+      bool go_on, check_signed_attestation(signer, message, signature, TPM2_ST_ATTEST_CERTIFY,
+                                           "certification", verdict, &hash));
+  if (!go_on) return verdict;
+  const Attestation* attest = &verdict.attestation;
   if (!std::equal(attest->extra_data.begin(), attest->extra_data.end(), nonce.begin(),
                   nonce.end())) {
     verdict.problems.emplace_back("qualifying data (nonce) differs from the expected one");

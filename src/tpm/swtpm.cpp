@@ -106,15 +106,6 @@ Result<void> probe(const std::string& socket) {
   return ok_result();
 }
 
-std::string log_tail(const std::string& log_path) {
-  auto text = read_file(log_path, 1 << 20);
-  if (!text) return "";
-  std::string s(text->begin(), text->end());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  auto nl = s.rfind('\n');
-  return nl == std::string::npos ? s : s.substr(nl + 1);
-}
-
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -132,15 +123,6 @@ bool process_exists(pid_t pid) {
   if (paren == std::string::npos || paren + 2 >= text.size()) return true;
   char state = text[paren + 2];
   return state != 'Z' && state != 'X';
-}
-
-Result<pid_t> read_pid_file(const std::string& path) {
-  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, 64));
-  std::string text(bytes.begin(), bytes.end());
-  char* end = nullptr;
-  long pid = std::strtol(text.c_str(), &end, 10);
-  if (pid <= 0 || end == text.c_str()) return Error(Errc::kFormat, "bad swtpm pid file " + path);
-  return static_cast<pid_t>(pid);
 }
 
 }  // namespace
@@ -227,7 +209,7 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::string tail = log_tail(log_path);
+      std::string tail = log_last_line(log_path);
       return Error(Errc::kIo, "swtpm " + describe_exit(status) + (tail.empty() ? "" : ": " + tail));
     }
     CTRUST_ASSIGN_OR_RETURN(swtpm.detached_pid_, read_pid_file(pid_path));
@@ -241,12 +223,12 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         (void)swtpm.child_.release();
-        std::string tail = log_tail(log_path);
+        std::string tail = log_last_line(log_path);
         return Error(Errc::kIo,
                      "swtpm " + describe_exit(status) + (tail.empty() ? "" : ": " + tail));
       }
     } else if (!process_exists(swtpm.detached_pid_)) {
-      std::string tail = log_tail(log_path);
+      std::string tail = log_last_line(log_path);
       return Error(Errc::kIo, "swtpm exited during start-up" + (tail.empty() ? "" : ": " + tail));
     }
     auto answered = probe(options.socket);
@@ -282,6 +264,24 @@ void Swtpm::stop() {
 pid_t Swtpm::release() {
   if (detached_pid_ > 0) return std::exchange(detached_pid_, -1);
   return child_.release();
+}
+
+std::string log_last_line(const std::string& path) {
+  auto text = read_file(path, 1 << 20);
+  if (!text) return "";
+  std::string s(text->begin(), text->end());
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  auto nl = s.rfind('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+Result<pid_t> read_pid_file(const std::string& path) {
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, 64));
+  std::string text(bytes.begin(), bytes.end());
+  char* end = nullptr;
+  long pid = std::strtol(text.c_str(), &end, 10);
+  if (pid <= 0 || end == text.c_str()) return Error(Errc::kFormat, "bad swtpm pid file " + path);
+  return static_cast<pid_t>(pid);
 }
 
 bool swtpm_alive(pid_t pid, const std::string& socket) {

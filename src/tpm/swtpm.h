@@ -73,6 +73,11 @@ Result<std::string> find_executable(const std::string& name);
 // /dev/null when -1), every other descriptor closed, then execv. Never returns.
 [[noreturn]] void exec_child(char* const argv[], int out_fd);
 
+// The last non-empty line of a log file (swtpm's, swtpm_setup's), or "" when unreadable.
+std::string log_last_line(const std::string& path);
+// The pid in a pid file.
+Result<pid_t> read_pid_file(const std::string& path);
+
 // True if a process with `pid` exists and is a swtpm serving `socket` (checked through
 // /proc/PID/cmdline, so a recycled pid is not mistaken for our swtpm).
 bool swtpm_alive(pid_t pid, const std::string& socket);

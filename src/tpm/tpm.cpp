@@ -69,6 +69,19 @@ std::size_t der_length(ByteView der) {
   return 2 + n + len;
 }
 
+// The bytes of a TPM2B_ATTEST and a TPMT_SIGNATURE as the TPM returned them.
+Result<Certification> signed_attestation(const TPM2B_ATTEST& attest, const TPMT_SIGNATURE& sig) {
+  Certification out;
+  out.message.assign(attest.attestationData, attest.attestationData + attest.size);
+  out.signature.resize(sizeof(TPMT_SIGNATURE));
+  std::size_t offset = 0;
+  TSS2_RC rc =
+      Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, out.signature.data(), out.signature.size(), &offset);
+  if (rc != TSS2_RC_SUCCESS) return tss_error("marshalling a signature", rc);
+  out.signature.resize(offset);
+  return out;
+}
+
 }  // namespace
 
 Error tss_error(const std::string& what, TSS2_RC rc) {
@@ -442,14 +455,10 @@ Result<Quote> Tpm::quote(const TpmKey& ak, const PcrSelection& selection, ByteVi
     EsysOut<TPM2B_ATTEST> attest(raw_attest);
     EsysOut<TPMT_SIGNATURE> sig(raw_sig);
     if (rc != TSS2_RC_SUCCESS) return tss_error("quoting PCRs", rc);
+    CTRUST_ASSIGN_OR_RETURN(Certification signed_quote, signed_attestation(*attest, *sig));
     Quote quote;
-    quote.message.assign(attest->attestationData, attest->attestationData + attest->size);
-    quote.signature.resize(sizeof(TPMT_SIGNATURE));
-    std::size_t offset = 0;
-    rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig.get(), quote.signature.data(), quote.signature.size(),
-                                        &offset);
-    if (rc != TSS2_RC_SUCCESS) return tss_error("marshalling the quote signature", rc);
-    quote.signature.resize(offset);
+    quote.message = std::move(signed_quote.message);
+    quote.signature = std::move(signed_quote.signature);
     CTRUST_ASSIGN_OR_RETURN(Attestation parsed, parse_attestation(quote.message));
     CTRUST_ASSIGN_OR_RETURN(TpmSignature parsed_sig, parse_signature(quote.signature));
     CTRUST_ASSIGN_OR_RETURN(crypto::Digest expected, pcr_digest(parsed_sig.hash, pcrs));
@@ -486,15 +495,7 @@ Result<Certification> Tpm::certify(const TpmKey& object, const TpmKey& signer, B
   EsysOut<TPMT_SIGNATURE> sig(raw_sig);
   if (rc != TSS2_RC_SUCCESS) return tss_error("certifying a key", rc);
   if (policy) (void)policy.release();  // flushed by the TPM with the command
-  Certification out;
-  out.message.assign(attest->attestationData, attest->attestationData + attest->size);
-  out.signature.resize(sizeof(TPMT_SIGNATURE));
-  std::size_t offset = 0;
-  rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig.get(), out.signature.data(), out.signature.size(),
-                                      &offset);
-  if (rc != TSS2_RC_SUCCESS) return tss_error("marshalling the certification signature", rc);
-  out.signature.resize(offset);
-  return out;
+  return signed_attestation(*attest, *sig);
 }
 
 Result<Bytes> Tpm::activate_credential(const TpmKey& object, const TpmKey& ek,

@@ -72,32 +72,8 @@ Result<void> run_tool(const std::vector<std::string>& args, const std::string& l
     if (errno != EINTR) return errno_error("waiting for " + args[0], errno);
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ok_result();
-  std::string last;
-  if (auto text = read_file(log, 1 << 20)) {
-    std::string s(text->begin(), text->end());
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    auto nl = s.rfind('\n');
-    last = nl == std::string::npos ? s : s.substr(nl + 1);
-  }
+  std::string last = log_last_line(log);
   return Error(Errc::kIo, args[0] + " failed" + (last.empty() ? "" : ": " + last));
-}
-
-std::string log_tail(const std::string& path) {
-  auto text = read_file(path, 1 << 20);
-  if (!text) return "";
-  std::string s(text->begin(), text->end());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  auto nl = s.rfind('\n');
-  return nl == std::string::npos ? s : s.substr(nl + 1);
-}
-
-Result<pid_t> read_pid(const std::string& path) {
-  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, 64));
-  std::string text(bytes.begin(), bytes.end());
-  char* end = nullptr;
-  long pid = std::strtol(text.c_str(), &end, 10);
-  if (pid <= 0 || end == text.c_str()) return Error(Errc::kFormat, "bad pid file " + path);
-  return static_cast<pid_t>(pid);
 }
 
 nlohmann::json meta_json(const VtpmInfo& info, bool suspended) {
@@ -257,7 +233,7 @@ Result<VtpmInfo> VtpmManager::load_info(const std::string& uuid) {
   } catch (const nlohmann::json::exception& e) {
     return Error(Errc::kFormat, dir + "/" + kMetaFile + ": " + e.what());
   }
-  auto pid = read_pid(dir + "/swtpm.pid");
+  auto pid = read_pid_file(dir + "/swtpm.pid");
   info.pid = pid ? *pid : -1;
   if (pid && swtpm_alive(*pid, dir + "/" + kSocketName)) {
     info.status = VtpmStatus::kRunning;
@@ -266,7 +242,7 @@ Result<VtpmInfo> VtpmManager::load_info(const std::string& uuid) {
     info.pid = -1;
   } else {
     info.status = VtpmStatus::kDead;
-    std::string tail = log_tail(dir + "/swtpm.log");
+    std::string tail = log_last_line(dir + "/swtpm.log");
     info.detail = "swtpm (pid " + std::to_string(info.pid) + ") is gone and its PCRs with it" +
                   (tail.empty() ? "" : "; its log: " + tail);
   }
@@ -501,19 +477,24 @@ std::vector<VtpmInfo> VtpmManager::list(bool include_pool) {
   return out;
 }
 
+Result<void> VtpmManager::add_to_pool(std::unique_lock<std::mutex>& lock) {
+  ++manufacturing_;
+  lock.unlock();
+  auto made = manufacture();
+  lock.lock();
+  --manufacturing_;
+  if (!made) return std::move(made).error();
+  pool_.push_back(std::move(*made));
+  refill_cv_.notify_all();
+  return ok_result();
+}
+
 Result<void> VtpmManager::fill_pool() {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (pool_.size() >= config_.pool_size) return ok_result();
     if (pool_.size() + manufacturing_ < config_.pool_size) {
-      ++manufacturing_;
-      lock.unlock();
-      auto made = manufacture();
-      lock.lock();
-      --manufacturing_;
-      if (!made) return std::move(made).error();
-      pool_.push_back(std::move(*made));
-      refill_cv_.notify_all();
+      CTRUST_TRY(add_to_pool(lock));
       continue;
     }
     // The refill thread is making the rest; wait for it.
@@ -542,16 +523,7 @@ void VtpmManager::refill_loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     if (pool_.size() + manufacturing_ < config_.pool_size) {
-      ++manufacturing_;
-      lock.unlock();
-      auto made = manufacture();
-      lock.lock();
-      --manufacturing_;
-      if (made) {
-        pool_.push_back(std::move(*made));
-        refill_cv_.notify_all();
-        continue;
-      }
+      if (add_to_pool(lock)) continue;
       // Retry later rather than spin on a broken swtpm installation; create() still
       // works (cold) and reports the error itself.
       refill_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; });

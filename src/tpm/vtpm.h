@@ -108,6 +108,8 @@ class VtpmManager {
   Result<VtpmInfo> load_info(const std::string& uuid);
   Result<void> resume(VtpmInfo& info);
   void refill_loop();
+  // Manufactures one vTPM into the pool; `lock` (on mutex_) is released meanwhile.
+  Result<void> add_to_pool(std::unique_lock<std::mutex>& lock);
   std::string tpm_dir(const std::string& uuid) const;
   std::string link_path(const std::string& container) const;
   std::size_t attached_count_locked();

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
+#include <thread>
+
 #include "swtpm_fixture.h"
 
 namespace ctrust::tpm {
@@ -271,6 +274,10 @@ TEST_F(TpmTest, ASwtpmKilledDuringUseIsAClearTpmError) {
   EXPECT_EQ(read.error().code(), Errc::kTpm);
   EXPECT_NE(read.error().message().find("reading PCRs: "), std::string::npos)
       << read.error().message();
+  // The socket closes before the process is reaped; give the kernel a moment.
+  for (int i = 0; i < 200 && swtpm_->running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   EXPECT_FALSE(swtpm_->running());
 }
 

@@ -60,6 +60,14 @@ void print_info(const tpm::VtpmInfo& info) {
             << "ak name:   " << info.ak_name << '\n';
 }
 
+void print_result(const Common& common, const tpm::VtpmInfo& info) {
+  if (common.json) {
+    print_json(info_json(info));
+  } else {
+    print_info(info);
+  }
+}
+
 int run_list(const Common& common) {
   auto manager = open_manager(common, 1 << 20, false);
   if (!manager) return report_error(manager.error());
@@ -96,11 +104,7 @@ int run_create(const Common& common, const std::string& container, std::size_t m
   if (!manager) return report_error(manager.error());
   auto info = (*manager)->create(container);
   if (!info) return report_error(info.error());
-  if (common.json) {
-    print_json(info_json(*info));
-  } else {
-    print_info(*info);
-  }
+  print_result(common, *info);
   return kExitOk;
 }
 
@@ -135,11 +139,7 @@ int run_resume(const Common& common, const std::string& container) {
   if (!manager) return report_error(manager.error());
   auto info = (*manager)->resume(container);
   if (!info) return report_error(info.error());
-  if (common.json) {
-    print_json(info_json(*info));
-  } else {
-    print_info(*info);
-  }
+  print_result(common, *info);
   return kExitOk;
 }
 
