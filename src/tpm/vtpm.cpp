@@ -1,6 +1,7 @@
 #include "tpm/vtpm.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -99,6 +100,25 @@ bool valid_uuid(const std::string& uuid) {
   return true;
 }
 
+// An exclusive flock on `path` (created if missing), or an error; EWOULDBLOCK means
+// another process holds it.
+Result<UniqueFd> lock_file(const std::string& path, bool wait) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return errno_error("opening " + path, errno);
+  if (::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    return errno_error("locking " + path, errno);
+  }
+  return fd;
+}
+
+// True while another process manufactures the vTPM in `dir`.
+bool being_manufactured(const std::string& dir) {
+  std::string path = dir + "/manufacture.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) return false;
+  return ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 }  // namespace
 
 std::string_view vtpm_status_name(VtpmStatus status) {
@@ -179,6 +199,15 @@ Result<void> VtpmManager::init() {
   CTRUST_TRY(
       write_file_atomic(config_.root + "/swtpm-localca.options", as_bytes(localca_options), 0600));
   CTRUST_TRY(write_file_atomic(config_.root + "/swtpm_setup.conf", as_bytes(setup_conf), 0600));
+  if (config_.manage_pool) {
+    auto lock = lock_file(config_.root + "/pool.lock", false);
+    if (!lock) {
+      return Error(Errc::kInvalidArgument,
+                   "another process manages the vTPM pool of " + config_.root +
+                       " (is ctrustd already running?): " + lock.error().message());
+    }
+    pool_lock_ = std::move(*lock);
+  }
 
   // Which vTPMs are attached, by uuid.
   std::map<std::string, std::string> attached;
@@ -195,7 +224,9 @@ Result<void> VtpmManager::init() {
     auto info = load_info(uuid);
     auto it = attached.find(uuid);
     if (it == attached.end()) {
-      // A pool vTPM: adopt it when it runs, else discard it (nobody depends on it).
+      // A pool vTPM (or one another manager is still making): only the pool's manager
+      // adopts it when it runs and discards it when dead (nobody depends on it).
+      if (!config_.manage_pool || being_manufactured(tpm_dir(uuid))) continue;
       if (info && info->status == VtpmStatus::kRunning) {
         pool_.push_back(*info);
       } else {
@@ -210,7 +241,9 @@ Result<void> VtpmManager::init() {
       (void)resume(*info);  // a failure leaves it reported as dead by list()
     }
   }
-  if (config_.pool_size > 0) refill_thread_ = std::thread([this] { refill_loop(); });
+  if (config_.manage_pool && config_.pool_size > 0) {
+    refill_thread_ = std::thread([this] { refill_loop(); });
+  }
   return ok_result();
 }
 
@@ -262,10 +295,17 @@ Result<void> VtpmManager::resume(VtpmInfo& info) {
   return write_meta(info.state_dir, info, false);
 }
 
-Result<VtpmInfo> VtpmManager::manufacture() {
+Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
   CTRUST_ASSIGN_OR_RETURN(std::string uuid, new_uuid());
   std::string dir = tpm_dir(uuid);
   CTRUST_TRY(make_private_dir(dir));
+  // Held until the vTPM is complete, so that no other manager discards it half-made.
+  auto lock = lock_file(dir + "/manufacture.lock", true);
+  if (!lock) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return std::move(lock).error();
+  }
   auto made = [&]() -> Result<VtpmInfo> {
     std::vector<std::string> args = {config_.swtpm_setup, "--tpm2",
                                      "--tpmstate",        dir,
@@ -316,10 +356,8 @@ Result<VtpmInfo> VtpmManager::manufacture() {
     fs::remove_all(dir, ec);
     return std::move(made).error().with_context("manufacturing a vTPM");
   }
-  return made;
+  return Manufactured{std::move(*made), std::move(*lock)};
 }
-
-std::size_t VtpmManager::attached_count_locked() { return attached_; }
 
 Result<VtpmInfo> VtpmManager::create(const std::string& container) {
   if (!valid_container_id(container)) {
@@ -352,6 +390,7 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
       remove_vtpm_files(candidate.uuid, "");
     }
   }
+  UniqueFd manufacture_lock;  // held until the link exists
   if (info.uuid.empty()) {
     auto made = manufacture();
     if (!made) {
@@ -359,7 +398,8 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
       --attached_;
       return std::move(made).error();
     }
-    info = std::move(*made);
+    info = std::move(made->info);
+    manufacture_lock = std::move(made->lock);
   }
   // The attach: one symlink, atomic; it fails if another caller won the race for the id.
   if (::symlink(("../tpms/" + info.uuid).c_str(), link.c_str()) != 0) {
@@ -484,7 +524,7 @@ Result<void> VtpmManager::add_to_pool(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   --manufacturing_;
   if (!made) return std::move(made).error();
-  pool_.push_back(std::move(*made));
+  pool_.push_back(std::move(made->info));  // ours now: only the pool's manager touches it
   refill_cv_.notify_all();
   return ok_result();
 }

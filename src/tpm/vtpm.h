@@ -17,6 +17,10 @@
 // without saving is reported as dead and is never replaced by a fresh TPM under the same
 // container: its PCRs cannot be recovered, and a verifier must see that.
 //
+// Several managers may share a root (the agent and `ctrust vtpm`), but only the one that
+// manages the pool (it holds ROOT/pool.lock) touches pool vTPMs, and a vTPM still being
+// manufactured (its manufacture.lock is held) is never mistaken for a dead one.
+//
 // Thread safety: every public method may be called from any thread. Manufacture (about
 // 0.7 s, mostly swtpm_setup) runs outside the lock; the pool refills on its own thread.
 #pragma once
@@ -34,6 +38,7 @@
 
 #include "tpm/public.h"
 #include "util/result.h"
+#include "util/unique_handle.h"
 
 namespace ctrust::tpm {
 
@@ -43,6 +48,9 @@ struct VtpmConfig {
   std::size_t pool_size = 2;  // pre-started vTPMs kept ready (0: none)
   bool archive_on_destroy = false;
   bool resume_suspended = true;  // open() restarts suspended vTPMs (the agent does)
+  // The pool belongs to one manager per root (the agent), which holds ROOT/pool.lock;
+  // others (the CLI) neither adopt, hand out nor discard pool vTPMs, and manufacture.
+  bool manage_pool = true;
   KeyAlg ak_alg = KeyAlg::kEccP256;
   std::string swtpm = "swtpm";
   std::string swtpm_setup = "swtpm_setup";
@@ -104,7 +112,13 @@ class VtpmManager {
  private:
   explicit VtpmManager(VtpmConfig config);
   Result<void> init();
-  Result<VtpmInfo> manufacture();
+  // A new running vTPM, and its manufacture lock: whoever holds it keeps other managers
+  // from taking the vTPM for a pool or dead one until it is linked or pooled.
+  struct Manufactured {
+    VtpmInfo info;
+    UniqueFd lock;
+  };
+  Result<Manufactured> manufacture();
   Result<VtpmInfo> load_info(const std::string& uuid);
   Result<void> resume(VtpmInfo& info);
   void refill_loop();
@@ -112,7 +126,6 @@ class VtpmManager {
   Result<void> add_to_pool(std::unique_lock<std::mutex>& lock);
   std::string tpm_dir(const std::string& uuid) const;
   std::string link_path(const std::string& container) const;
-  std::size_t attached_count_locked();
   void remove_vtpm_files(const std::string& uuid, const std::string& container);
 
   VtpmConfig config_;
@@ -123,6 +136,7 @@ class VtpmManager {
   std::size_t attached_ = 0;
   bool stopping_ = false;
   std::thread refill_thread_;
+  UniqueFd pool_lock_;
 };
 
 // Container ids: 1-128 of [A-Za-z0-9_.-], not starting with '.'.

@@ -3,10 +3,13 @@
 // resume with PCRs intact, dead vTPMs reported (never replaced), limits, and no leaks.
 #include "tpm/vtpm.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <openssl/x509.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -277,6 +280,62 @@ TEST_F(VtpmTest, AForeignContainerLinkIsRefusedNotFollowed) {
   ASSERT_EQ(listed.size(), 2U);  // reported, with the reason
   fs::remove(config_.root + "/containers/evil");
   ASSERT_TRUE(manager->destroy("c1"));
+}
+
+TEST_F(VtpmTest, OnlyOneManagerOwnsThePool) {
+  config_.pool_size = 1;
+  auto agent = open_manager();
+  ASSERT_TRUE(agent);
+  ASSERT_TRUE(agent->fill_pool());
+  std::string pooled = agent->list(true).at(0).uuid;
+
+  // A second pool manager on the same root is refused, with the reason.
+  auto second = VtpmManager::open(config_);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message().find("another process manages the vTPM pool"),
+            std::string::npos);
+
+  // The CLI's manager leaves the pool alone: it manufactures instead of taking from it.
+  VtpmConfig cli = config_;
+  cli.manage_pool = false;
+  cli.pool_size = 0;
+  auto other = VtpmManager::open(cli);
+  ASSERT_TRUE(other) << other.error().message();
+  EXPECT_EQ((*other)->pool_ready(), 0U);
+  auto info = (*other)->create("from-cli");
+  ASSERT_TRUE(info);
+  EXPECT_NE(info->uuid, pooled);
+  EXPECT_EQ(agent->pool_ready(), 1U);
+  auto mine = agent->create("from-agent");
+  ASSERT_TRUE(mine);
+  EXPECT_EQ(mine->uuid, pooled);
+  ASSERT_TRUE((*other)->destroy("from-cli"));
+  ASSERT_TRUE(agent->destroy("from-agent"));
+  agent->drain_pool();
+}
+
+TEST_F(VtpmTest, AVtpmBeingManufacturedIsNotDiscarded) {
+  {
+    auto manager = open_manager();  // creates the layout
+    ASSERT_TRUE(manager);
+  }
+  // Another process is half-way through making this one: no vtpm.json yet, lock held.
+  std::string dir = config_.root + "/tpms/0123456789abcdef0123456789abcdef";
+  ASSERT_TRUE(fs::create_directory(dir));
+  int fd = ::open((dir + "/manufacture.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  {
+    auto manager = open_manager();
+    ASSERT_TRUE(manager);
+  }
+  EXPECT_TRUE(fs::exists(dir));
+  ::close(fd);  // that process died: the half-made vTPM is debris now
+  {
+    auto manager = open_manager();
+    ASSERT_TRUE(manager);
+  }
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 TEST_F(VtpmTest, MaximumAndArchive) {

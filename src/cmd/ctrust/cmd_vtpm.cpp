@@ -35,7 +35,8 @@ Result<std::unique_ptr<tpm::VtpmManager>> open_manager(const Common& common, std
   ::setenv("TSS2_LOG", "all+none", 0);
   tpm::VtpmConfig config;
   config.root = resolve_root(common.root);
-  config.pool_size = 0;  // a one-shot command keeps no pool
+  config.pool_size = 0;        // a one-shot command keeps no pool
+  config.manage_pool = false;  // and leaves the agent's alone
   config.max = max;
   config.archive_on_destroy = archive;
   config.resume_suspended = false;  // only `resume` (or the agent) restarts them
