@@ -1,0 +1,119 @@
+#include "agent/oci.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace ctrust::agent {
+namespace {
+
+std::string data(const std::string& name) {
+  std::ifstream in(std::string(CTRUST_TEST_DATA_DIR) + "/oci/" + name);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(OciState, ParsesARuntimeState) {
+  auto state = parse_oci_state(data("state.json"));
+  ASSERT_TRUE(state) << state.error().message();
+  EXPECT_EQ(state->id, "busybox-1");
+  EXPECT_EQ(state->status, "creating");
+  EXPECT_EQ(state->pid, 4422);
+  EXPECT_EQ(state->bundle, "/run/containers/busybox-1");
+  auto settings = settings_from_annotations(state->annotations);
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(settings->mode, Mode::kEnforce);
+  EXPECT_EQ(settings->policy->rfind("sha256:", 0), 0U);
+}
+
+TEST(OciState, RejectsMalformedStatesWithTheMemberNamed) {
+  struct Case {
+    const char* json;
+    const char* says;
+  };
+  const Case cases[] = {
+      {R"({"id":"a","status":"creating","pid":1,"bundle":"/b"})", "ociVersion"},
+      {R"({"ociVersion":"1","status":"creating","pid":1,"bundle":"/b"})", "\"id\""},
+      {R"({"ociVersion":"1","id":"","status":"creating","pid":1,"bundle":"/b"})", ".id"},
+      {R"({"ociVersion":"1","id":"a","status":"paused","pid":1,"bundle":"/b"})", ".status"},
+      {R"({"ociVersion":"1","id":"a","status":"creating","bundle":"/b"})", "pid"},
+      {R"({"ociVersion":"1","id":"a","status":"creating","pid":-1,"bundle":"/b"})", ".pid"},
+      {R"({"ociVersion":"1","id":"a","status":"creating","pid":"1","bundle":"/b"})", ".pid"},
+      {R"({"ociVersion":"1","id":"a","status":"creating","pid":1,"bundle":"b"})", ".bundle"},
+      {R"({"ociVersion":"1","id":"a","id":"b","status":"creating","pid":1,"bundle":"/b"})",
+       "duplicate"},
+      {R"({"ociVersion":"1","id":"a","status":"creating","pid":1,"bundle":"/b",
+          "annotations":{"x":1}})",
+       "annotations"},
+      {R"({"ociVersion":"1","id":"a\u0000b","status":"creating","pid":1,"bundle":"/b"})", "NUL"},
+      {R"([1,2])", "object"},
+      {R"({"ociVersion":)", "OCI state"},
+  };
+  for (const auto& c : cases) {
+    auto state = parse_oci_state(c.json);
+    ASSERT_FALSE(state) << c.json;
+    EXPECT_NE(state.error().message().find(c.says), std::string::npos)
+        << c.json << " -> " << state.error().message();
+  }
+  // A stopped container has no pid.
+  EXPECT_TRUE(parse_oci_state(R"({"ociVersion":"1","id":"a","status":"stopped","bundle":"/b"})"));
+  // Nesting and size limits.
+  std::string deep = R"({"ociVersion":"1","id":"a","status":"stopped","bundle":"/b","x":)" +
+                     std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_FALSE(parse_oci_state(deep));
+  EXPECT_FALSE(parse_oci_state(std::string(kMaxOciDocument + 1, ' ')));
+}
+
+TEST(OciConfig, ParsesWhatCtrustNeeds) {
+  auto config = parse_oci_config(data("config.json"));
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->root_path, "rootfs");
+  EXPECT_TRUE(config->root_readonly);
+  ASSERT_EQ(config->mounts.size(), 4U);
+  EXPECT_EQ(config->mounts[2].destination, "/dev/shm");
+  EXPECT_EQ(config->mounts[2].options.at(1), "noexec");
+  EXPECT_EQ(config->mounts[3].type, "bind");
+  EXPECT_EQ(config->mounts[3].source, "/srv/data");
+  ASSERT_EQ(config->namespaces.size(), 6U);
+  EXPECT_EQ(config->namespaces[5].type, "network");
+  EXPECT_EQ(config->namespaces[5].path, "/var/run/netns/ns1");
+  EXPECT_EQ(config->cgroups_path, "/ctrust/busybox-1");
+  EXPECT_EQ(settings_from_annotations(config->annotations)->mode, Mode::kAudit);
+}
+
+TEST(OciConfig, RejectsMalformedConfigs) {
+  for (const char* bad : {
+           R"({})",
+           R"({"root":{"path":""}})",
+           R"({"root":"rootfs"})",
+           R"({"root":{"path":"r","readonly":"yes"}})",
+           R"({"root":{"path":"r"},"mounts":{}})",
+           R"({"root":{"path":"r"},"mounts":[{"destination":"proc"}]})",
+           R"({"root":{"path":"r"},"mounts":[{"destination":"/p","options":[1]}]})",
+           R"({"root":{"path":"r"},"linux":{"namespaces":[{"type":"bogus"}]}})",
+           R"({"root":{"path":"r"},"linux":{"namespaces":[{"type":"pid","path":"rel"}]}})",
+           R"({"root":{"path":"r"},"linux":[]})",
+           R"({"root":{"path":"r"},"linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}})",
+       }) {
+    EXPECT_FALSE(parse_oci_config(bad)) << bad;
+  }
+}
+
+TEST(Settings, AnInvalidModeIsAnErrorNeverAWeakerMode) {
+  auto bad_mode = settings_from_annotations({{"io.ctrust.mode", "ENFORCE"}});
+  ASSERT_FALSE(bad_mode);
+  EXPECT_NE(bad_mode.error().message().find("io.ctrust.mode"), std::string::npos);
+  EXPECT_FALSE(settings_from_annotations({{"io.ctrust.policy", ""}}));
+  auto none = settings_from_annotations({{"other", "x"}});
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->mode);
+  EXPECT_FALSE(none->policy);
+  for (Mode m : {Mode::kOff, Mode::kMeasure, Mode::kAudit, Mode::kEnforce}) {
+    EXPECT_EQ(*parse_mode(mode_name(m)), m);
+  }
+}
+
+}  // namespace
+}  // namespace ctrust::agent
