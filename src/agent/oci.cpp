@@ -184,28 +184,6 @@ Result<OciConfig> parse_oci_config(std::string_view text) {
   return config;
 }
 
-std::string_view mode_name(Mode mode) {
-  switch (mode) {
-    case Mode::kOff:
-      return "off";
-    case Mode::kMeasure:
-      return "measure";
-    case Mode::kAudit:
-      return "audit";
-    case Mode::kEnforce:
-      return "enforce";
-  }
-  return "unknown";
-}
-
-Result<Mode> parse_mode(std::string_view name) {
-  for (Mode m : {Mode::kOff, Mode::kMeasure, Mode::kAudit, Mode::kEnforce}) {
-    if (name == mode_name(m)) return m;
-  }
-  return Error(Errc::kInvalidArgument, "unknown mode \"" + printable(name) +
-                                           "\" (expected off, measure, audit or enforce)");
-}
-
 Result<ContainerSettings> settings_from_annotations(
     const std::map<std::string, std::string>& annotations) {
   ContainerSettings settings;
@@ -214,8 +192,11 @@ Result<ContainerSettings> settings_from_annotations(
     settings.policy = it->second;
   }
   if (auto it = annotations.find(kModeAnnotation); it != annotations.end()) {
-    auto mode = parse_mode(it->second);
-    if (!mode) return std::move(mode).error().with_context(kModeAnnotation);
+    auto mode = policy::parse_mode(it->second);
+    if (!mode) {
+      return bad(kModeAnnotation, "unknown mode \"" + printable(it->second) +
+                                      "\" (expected off, measure, audit or enforce)");
+    }
     settings.mode = *mode;
   }
   return settings;

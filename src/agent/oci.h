@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/policy.h"
 #include "util/result.h"
 
 namespace ctrust::agent {
@@ -53,10 +54,6 @@ struct OciConfig {
 };
 Result<OciConfig> parse_oci_config(std::string_view json);
 
-enum class Mode : std::uint8_t { kOff, kMeasure, kAudit, kEnforce };
-std::string_view mode_name(Mode mode);
-Result<Mode> parse_mode(std::string_view name);
-
 inline constexpr const char* kPolicyAnnotation = "io.ctrust.policy";
 inline constexpr const char* kModeAnnotation = "io.ctrust.mode";
 
@@ -64,7 +61,7 @@ inline constexpr const char* kModeAnnotation = "io.ctrust.mode";
 // name or sha256:HEX digest; io.ctrust.mode: off|measure|audit|enforce).
 struct ContainerSettings {
   std::optional<std::string> policy;
-  std::optional<Mode> mode;
+  std::optional<policy::Mode> mode;
 };
 Result<ContainerSettings> settings_from_annotations(
     const std::map<std::string, std::string>& annotations);
