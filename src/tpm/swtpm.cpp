@@ -32,7 +32,7 @@ constexpr auto kStopGrace = 2000ms;
 Result<std::string> find_executable(const std::string& name) {
   if (name.find('/') != std::string::npos) {
     if (::access(name.c_str(), X_OK) == 0) return name;
-    return Error(Errc::kNotFound, "swtpm binary '" + name + "' is not executable");
+    return Error(Errc::kNotFound, "'" + name + "' is not an executable file");
   }
   const char* path = std::getenv("PATH");
   std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";

@@ -268,7 +268,7 @@ int run_ek(const EkArgs& args) {
   auto cert = tpm->ek_certificate(*alg);
   if (!cert) return report_error(cert.error());
   std::string cert_pem;
-  std::string cert_subject;
+  std::string cert_issuer;
   if (cert->has_value()) {
     const Bytes& der = **cert;
     auto parsed = crypto::Certificate::from_der(der);
@@ -276,7 +276,7 @@ int run_ek(const EkArgs& args) {
     auto text = parsed->to_pem();
     if (!text) return report_error(text.error());
     cert_pem = *text;
-    cert_subject = parsed->issuer();
+    cert_issuer = parsed->issuer();
   }
   if (!args.certificate_out.empty()) {
     if (cert_pem.empty()) {
@@ -295,12 +295,12 @@ int run_ek(const EkArgs& args) {
          {"fingerprint", "sha256:" + fingerprint->hex()},
          {"certificate", cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_pem)},
          {"certificate_issuer",
-          cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_subject)}});
+          cert_pem.empty() ? nlohmann::json(nullptr) : nlohmann::json(cert_issuer)}});
   } else {
     std::cout << "name:        " << to_hex(ek->name()) << '\n'
               << "fingerprint: sha256:" << fingerprint->hex() << '\n'
               << "certificate: "
-              << (cert_pem.empty() ? std::string("none") : "issued by " + cert_subject) << '\n';
+              << (cert_pem.empty() ? std::string("none") : "issued by " + cert_issuer) << '\n';
   }
   return kExitOk;
 }
