@@ -39,18 +39,22 @@ ExecDecision ExecGuard::decide(const events::PermissionEvent& event) {
   }
   if (!allowed && mode_ == policy::Mode::kAudit) ++counters_.would_deny;
 
-  imalog::MeasurementSpec spec;
-  spec.file_digest = d.digest;
-  spec.name = d.path;
-  auto entry = imalog::make_entry(spec, crypto::HashAlg::kSha1);
-  if (!entry) return fail("recording " + d.path + ": " + entry.error().message());
-  if (!logged_.contains(entry->data)) {
+  // A measurement already logged (same content at the same path) is not built again.
+  std::string key = d.path;
+  key.push_back('\0');
+  key.append(reinterpret_cast<const char*>(d.digest.bytes.data()), d.digest.size());
+  if (!logged_.contains(key)) {
     if (log_ == nullptr) return fail("no log for this container");
+    imalog::MeasurementSpec spec;
+    spec.file_digest = d.digest;
+    spec.name = d.path;
+    auto entry = imalog::make_entry(spec, crypto::HashAlg::kSha1);
+    if (!entry) return fail("recording " + d.path + ": " + entry.error().message());
     // Durable and in the vTPM before the exec may proceed.
     if (auto appended = log_->append(*entry); !appended) {
       return fail("logging " + d.path + ": " + appended.error().message());
     }
-    logged_.insert(entry->data);
+    logged_.insert(std::move(key));
     d.logged = true;
     ++counters_.logged;
   }

@@ -9,7 +9,7 @@
 //   audit    everything runs and is logged; what enforce would deny is counted as such.
 //   measure  everything runs and is logged.
 //   off      everything runs; nothing is hashed or logged.
-// A measurement already in the log (same template digest) is not logged again, as the
+// A measurement already in the log (same content at the same path) is not logged again, as the
 // kernel's IMA does.
 //
 // This first version hashes on every event; the verdict cache (issue 5) comes next.
@@ -62,7 +62,7 @@ class ExecGuard {
   policy::Mode mode_;
   ContainerLog* log_;
   std::string root_;
-  std::set<Bytes> logged_;  // template data already measured (the kernel's de-duplication)
+  std::set<std::string> logged_;  // path NUL digest already measured (IMA's de-duplication)
   ExecCounters counters_;
 };
 
