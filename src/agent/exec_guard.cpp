@@ -8,15 +8,54 @@ std::string ExecGuard::container_path(const std::string& path) const {
   return rest.empty() || rest[0] != '/' ? "/" + rest : rest;
 }
 
+ExecCounters ExecGuard::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
 ExecDecision ExecGuard::decide(const events::PermissionEvent& event) {
-  ++counters_.events;
+  if (mode_ == policy::Mode::kOff) return judge(event.path, Measured{});
+  auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, event.fd);
+  if (!digest) return judge(event.path, std::move(digest).error());
+  return judge(event.path, Measured{*digest, false});
+}
+
+ExecDecision ExecGuard::judge(const std::string& event_path, const Result<Measured>& measured) {
   ExecDecision d;
-  d.path = container_path(event.path);
+  d.path = container_path(event_path);
+  std::lock_guard lock(mutex_);
+  ++counters_.events;
   if (mode_ == policy::Mode::kOff) {
     d.verdict = events::Verdict::kAllow;
     ++counters_.allowed;
     return d;
   }
+  if (!measured) {
+    bool enforce = mode_ == policy::Mode::kEnforce;
+    ++counters_.errors;
+    d.error = "hashing " + d.path + ": " + measured.error().message();
+    d.verdict = enforce ? events::Verdict::kDeny : events::Verdict::kAllow;
+    ++(enforce ? counters_.denied : counters_.allowed);
+    if (!enforce) {
+      // It runs and we could not measure it: the log must say so.
+      if (log_violation(d.path)) d.violation = true;
+    }
+    return d;
+  }
+  return judge_locked(std::move(d), *measured);
+}
+
+Result<void> ExecGuard::log_violation(const std::string& path) {
+  if (log_ == nullptr) return Error(Errc::kInternal, "no log for this container");
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry v,
+                          imalog::make_violation("ima-ng", 10, path, crypto::HashAlg::kSha256,
+                                                 crypto::HashAlg::kSha1));
+  CTRUST_TRY(log_->append(v));
+  ++counters_.violations;
+  return ok_result();
+}
+
+ExecDecision ExecGuard::judge_locked(ExecDecision d, const Measured& m) {
   bool enforce = mode_ == policy::Mode::kEnforce;
   auto fail = [&](std::string why) {
     ++counters_.errors;
@@ -27,12 +66,14 @@ ExecDecision ExecGuard::decide(const events::PermissionEvent& event) {
     return d;
   };
 
-  auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, event.fd);
-  if (!digest) return fail("hashing " + d.path + ": " + digest.error().message());
-  d.digest = *digest;
-  d.judged = policy_.check(d.digest, d.path);
+  d.digest = m.digest;
+  d.judged = policy_ != nullptr ? policy_->check(d.digest, d.path) : policy::Verdict::kUnknownDigest;
   bool allowed = d.judged == policy::Verdict::kAllowed;
-  if (enforce && !allowed) {
+  if (enforce && (!allowed || m.has_writers)) {
+    if (allowed) {
+      d.violation = true;
+      d.error = d.path + " is open for writing: what would run may not be what was measured";
+    }
     d.verdict = events::Verdict::kDeny;
     ++counters_.denied;
     return d;
@@ -57,6 +98,12 @@ ExecDecision ExecGuard::decide(const events::PermissionEvent& event) {
     logged_.insert(std::move(key));
     d.logged = true;
     ++counters_.logged;
+  }
+  if (m.has_writers) {
+    // What runs may change under it: a violation record, every time it happens.
+    if (auto v = log_violation(d.path); !v) return fail("logging a violation: " + v.error().message());
+    d.violation = true;
+    d.error = d.path + " was open for writing when it ran";
   }
   d.verdict = events::Verdict::kAllow;
   ++counters_.allowed;

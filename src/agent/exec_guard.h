@@ -1,22 +1,28 @@
 // The exec decision for one container: what the agent answers when the kernel asks
-// whether a file may be executed (a fanotify permission event).
+// whether a file may be executed or loaded (a fanotify permission event).
 //
-// For each event: hash the file through the event's descriptor (never by path), judge the
-// digest and path against the container's compiled policy, record the measurement in the
-// container's log, extended into its vTPM, before answering, then answer by mode:
+// For each event: the file is hashed through the event's descriptor (never by path), or
+// its digest comes from the agent's DigestCache; the digest and path are judged against
+// the container's compiled policy; the measurement is recorded in the container's log,
+// extended into its vTPM, before the answer; then the answer is by mode:
 //   enforce  allowed files run and are logged; anything else is denied (and not logged:
-//            it did not run). A failure to hash or to log denies: fail-closed.
+//            it did not run). A failure to hash or to log denies: fail-closed. A file
+//            that someone has open for writing is denied too: what would run could
+//            differ from what was hashed.
 //   audit    everything runs and is logged; what enforce would deny is counted as such.
 //   measure  everything runs and is logged.
 //   off      everything runs; nothing is hashed or logged.
-// A measurement already in the log (same content at the same path) is not logged again, as the
-// kernel's IMA does.
+// In audit and measure, a file that had a writer when it ran is logged and followed by a
+// violation record with the same name: the agent cannot vouch for what ran.
+// A measurement already in the log (same content at the same path) is not logged again, as
+// the kernel's IMA does.
 //
-// This first version hashes on every event; the verdict cache (issue 5) comes next.
-// Thread safety: one thread decides for a container at a time.
+// Thread safety: decide() and judge() may be called from several threads; judging and
+// logging for one container are serialized inside, hashing is not.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -32,7 +38,8 @@ struct ExecDecision {
   crypto::Digest digest;
   std::string path;  // as the container sees it
   bool logged = false;
-  std::string error;  // why hashing or logging failed, if it did
+  bool violation = false;  // a violation record was logged (or, in enforce, the reason)
+  std::string error;       // why hashing or logging failed, or why it could not be vouched for
 };
 
 struct ExecCounters {
@@ -41,27 +48,46 @@ struct ExecCounters {
   std::uint64_t denied = 0;
   std::uint64_t would_deny = 0;  // audit mode
   std::uint64_t logged = 0;
+  std::uint64_t violations = 0;
   std::uint64_t errors = 0;
+};
+
+// What the agent knows about the file of one event before judging it.
+struct Measured {
+  crypto::Digest digest;
+  bool has_writers = false;  // open for writing (or mapped writable) when measured
 };
 
 class ExecGuard {
  public:
   // `root` is stripped from event paths (the container's root as the agent sees it);
   // `log` may be null only in mode off.
-  ExecGuard(const policy::CompiledPolicy& policy, policy::Mode mode, ContainerLog* log,
+  ExecGuard(const policy::CompiledPolicy* policy, policy::Mode mode, ContainerLog* log,
             std::string root = "")
       : policy_(policy), mode_(mode), log_(log), root_(std::move(root)) {}
+  ExecGuard(const policy::CompiledPolicy& policy, policy::Mode mode, ContainerLog* log,
+            std::string root = "")
+      : ExecGuard(&policy, mode, log, std::move(root)) {}
 
+  // Hashes the event's file, then judges it.
   ExecDecision decide(const events::PermissionEvent& event);
-  const ExecCounters& counters() const { return counters_; }
+  // Judges a file already measured (`measured`), or one that could not be (`hash_error`).
+  ExecDecision judge(const std::string& event_path, const Result<Measured>& measured);
+
+  policy::Mode mode() const { return mode_; }
+  // The path as the container sees it.
+  std::string container_path(const std::string& path) const;
+  ExecCounters counters() const;
 
  private:
-  std::string container_path(const std::string& path) const;
+  ExecDecision judge_locked(ExecDecision d, const Measured& m);
+  Result<void> log_violation(const std::string& path);
 
-  const policy::CompiledPolicy& policy_;
+  const policy::CompiledPolicy* policy_;  // null: nothing is listed
   policy::Mode mode_;
   ContainerLog* log_;
   std::string root_;
+  mutable std::mutex mutex_;
   std::set<std::string> logged_;  // path NUL digest already measured (IMA's de-duplication)
   ExecCounters counters_;
 };

@@ -8,6 +8,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <utility>
 
 namespace ctrust::events {
 namespace {
@@ -61,7 +63,63 @@ Result<void> FanotifyMonitor::mark_mount(const std::string& path) {
   return ok_result();
 }
 
-Result<std::size_t> FanotifyMonitor::poll_once(const Decide& decide, int timeout_ms) {
+Result<void> FanotifyMonitor::mark_fd(unsigned flags, int fd, const std::string& what) {
+  // fanotify_mark(dirfd, NULL) refuses O_PATH descriptors; the magic link reaches the
+  // very object the descriptor holds (its mount included), without resolving a path again.
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  if (::fanotify_mark(fd_.get(), flags, mask(), AT_FDCWD, link.c_str()) != 0) {
+    int err = errno;
+    // Removing a mark that is not there is not an error: the goal is reached.
+    if ((flags & FAN_MARK_REMOVE) != 0 && err == ENOENT) return ok_result();
+    return errno_error(((flags & FAN_MARK_REMOVE) != 0 ? "unmarking " : "marking ") + what, err);
+  }
+  return ok_result();
+}
+
+Result<void> FanotifyMonitor::mark_filesystem_fd(int fd, const std::string& what) {
+  return mark_fd(FAN_MARK_ADD | FAN_MARK_FILESYSTEM, fd, "the filesystem of " + what);
+}
+Result<void> FanotifyMonitor::mark_mount_fd(int fd, const std::string& what) {
+  return mark_fd(FAN_MARK_ADD | FAN_MARK_MOUNT, fd, "the mount at " + what);
+}
+Result<void> FanotifyMonitor::unmark_filesystem_fd(int fd, const std::string& what) {
+  return mark_fd(FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, fd, "the filesystem of " + what);
+}
+Result<void> FanotifyMonitor::unmark_mount_fd(int fd, const std::string& what) {
+  return mark_fd(FAN_MARK_REMOVE | FAN_MARK_MOUNT, fd, "the mount at " + what);
+}
+
+PendingEvent::PendingEvent(PendingEvent&& other) noexcept
+    : group_fd_(other.group_fd_),
+      file_(std::move(other.file_)),
+      event_(std::move(other.event_)),
+      on_error_(other.on_error_),
+      answered_(std::exchange(other.answered_, true)) {}
+
+PendingEvent::~PendingEvent() {
+  if (!answered_) (void)answer(on_error_);
+}
+
+Result<void> PendingEvent::answer(Verdict verdict) {
+  if (answered_) return ok_result();
+  answered_ = true;
+  fanotify_response response{};
+  response.fd = file_.get();
+  response.response = verdict == Verdict::kAllow ? FAN_ALLOW : FAN_DENY;
+  // One write per response; the kernel takes it whole or not at all.
+  if (::write(group_fd_, &response, sizeof(response)) != sizeof(response)) {
+    // The asker stays blocked if this fails; closing the monitor frees it.
+    return errno_error("answering a fanotify event", errno);
+  }
+  return ok_result();
+}
+
+UniqueFd PendingEvent::take_fd() {
+  if (!answered_) (void)answer(on_error_);
+  return std::move(file_);
+}
+
+Result<std::size_t> FanotifyMonitor::poll_dispatch(const Dispatch& dispatch, int timeout_ms) {
   pollfd p{fd_.get(), POLLIN, 0};
   int ready = ::poll(&p, 1, timeout_ms);
   if (ready < 0) {
@@ -75,15 +133,11 @@ Result<std::size_t> FanotifyMonitor::poll_once(const Decide& decide, int timeout
     if (errno == EAGAIN || errno == EINTR) return std::size_t{0};
     return errno_error("reading fanotify events", errno);
   }
-  std::size_t answered = 0;
-  Result<void> first_error = ok_result();
+  std::size_t handed = 0;
   auto* meta = reinterpret_cast<fanotify_event_metadata*>(buffer.data());
+  std::optional<Error> version_error;
   for (; FAN_EVENT_OK(meta, len); meta = FAN_EVENT_NEXT(meta, len)) {
-    if (meta->vers != FANOTIFY_METADATA_VERSION) {
-      return Error(Errc::kUnsupported,
-                   "fanotify metadata version " + std::to_string(meta->vers) + " is not supported");
-    }
-    UniqueFd file(meta->fd);     // closed after the answer
+    UniqueFd file(meta->fd);     // owned from here: answered and closed on every path
     if (meta->fd < 0) continue;  // an overflow notice carries no file
     bool permission = (meta->mask & (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM)) != 0;
     if (!permission) continue;
@@ -92,18 +146,39 @@ Result<std::size_t> FanotifyMonitor::poll_once(const Decide& decide, int timeout
     event.pid = meta->pid;
     event.fd = meta->fd;
     event.path = fd_path(meta->fd);
-    Verdict verdict = decide ? decide(event) : options_.on_error;
-    fanotify_response response{};
-    response.fd = meta->fd;
-    response.response = verdict == Verdict::kAllow ? FAN_ALLOW : FAN_DENY;
-    if (::write(fd_.get(), &response, sizeof(response)) != sizeof(response)) {
-      // The asker stays blocked if this fails; report it (closing the monitor frees it).
-      if (first_error) first_error = errno_error("answering a fanotify event", errno);
+    PendingEvent pending(fd_.get(), std::move(file), std::move(event), options_.on_error);
+    if (meta->vers != FANOTIFY_METADATA_VERSION) {
+      // Answered with the fail verdict by the destructor; the rest still get answers.
+      if (!version_error) {
+        version_error = Error(Errc::kUnsupported, "fanotify metadata version " +
+                                                      std::to_string(meta->vers) +
+                                                      " is not supported");
+      }
       continue;
     }
-    ++answered;
+    if (!dispatch) continue;
+    ++handed;
+    dispatch(std::move(pending));
   }
-  if (!first_error) return std::move(first_error).error();
+  if (version_error) return std::move(*version_error);
+  return handed;
+}
+
+Result<std::size_t> FanotifyMonitor::poll_once(const Decide& decide, int timeout_ms) {
+  std::optional<Error> first_error;
+  std::size_t answered = 0;
+  auto handed = poll_dispatch(
+      [&](PendingEvent pending) {
+        Verdict verdict = decide ? decide(pending.event()) : options_.on_error;
+        if (auto r = pending.answer(verdict); !r) {
+          if (!first_error) first_error = std::move(r).error();
+          return;
+        }
+        ++answered;
+      },
+      timeout_ms);
+  if (!handed) return std::move(handed).error();
+  if (first_error) return std::move(*first_error);
   return answered;
 }
 

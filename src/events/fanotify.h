@@ -14,7 +14,12 @@
 //     the fanotify descriptor before it execs (FAN_CLOEXEC acts only once execve
 //     succeeds, and the exec itself may wait for this group's verdict).
 //
-// Thread safety: one thread polls; marks may be added from others.
+// Answers may be given later and from another thread: poll_dispatch() hands each event to
+// the caller as a PendingEvent, a move-only owner that answers exactly once, with the
+// monitor's fail verdict if it is destroyed unanswered, so that no code path can leave an
+// opener blocked or turn a failure into an allow.
+//
+// Thread safety: one thread polls; marks may be added and events answered from others.
 #pragma once
 
 #include <sys/types.h>
@@ -39,6 +44,33 @@ struct PermissionEvent {
   std::string path;
 };
 
+// One permission event still to be answered. Destroying it unanswered answers the
+// monitor's fail verdict. After answer(), the file descriptor may be kept (take_fd()).
+class PendingEvent {
+ public:
+  PendingEvent(int group_fd, UniqueFd file, PermissionEvent event, Verdict on_error)
+      : group_fd_(group_fd), file_(std::move(file)), event_(std::move(event)), on_error_(on_error) {}
+  PendingEvent(PendingEvent&& other) noexcept;
+  PendingEvent& operator=(PendingEvent&& other) = delete;
+  PendingEvent(const PendingEvent&) = delete;
+  PendingEvent& operator=(const PendingEvent&) = delete;
+  ~PendingEvent();
+
+  const PermissionEvent& event() const { return event_; }
+  bool answered() const { return answered_; }
+  // Writes the verdict to the kernel (once; later calls do nothing).
+  Result<void> answer(Verdict verdict);
+  // The event's file, kept open after the answer (e.g. to hold a lease on it).
+  UniqueFd take_fd();
+
+ private:
+  int group_fd_;
+  UniqueFd file_;
+  PermissionEvent event_;
+  Verdict on_error_;
+  bool answered_ = false;
+};
+
 struct MonitorOptions {
   bool exec = true;   // ask about execs (FAN_OPEN_EXEC_PERM)
   bool open = false;  // ask about every open (FAN_OPEN_PERM): shared objects, scripts
@@ -53,6 +85,17 @@ class FanotifyMonitor {
   Result<void> mark_filesystem(const std::string& path);
   // Asks about files reached through the mount at `path` (FAN_MARK_MOUNT).
   Result<void> mark_mount(const std::string& path);
+  // The same for the filesystem or mount of an open descriptor (O_PATH is enough), so a
+  // caller can resolve the path safely first (openat2 RESOLVE_IN_ROOT).
+  Result<void> mark_filesystem_fd(int fd, const std::string& what);
+  Result<void> mark_mount_fd(int fd, const std::string& what);
+  Result<void> unmark_filesystem_fd(int fd, const std::string& what);
+  Result<void> unmark_mount_fd(int fd, const std::string& what);
+
+  // Reads what is ready (waiting up to `timeout_ms`, -1 forever) and hands every
+  // permission event to `dispatch`, which answers it now or later; returns how many.
+  using Dispatch = std::function<void(PendingEvent)>;
+  Result<std::size_t> poll_dispatch(const Dispatch& dispatch, int timeout_ms);
 
   // Waits up to `timeout_ms` (-1: forever) for events, decides and answers each; returns
   // how many were answered (0 on timeout).
@@ -64,6 +107,7 @@ class FanotifyMonitor {
  private:
   FanotifyMonitor(UniqueFd fd, MonitorOptions options) : fd_(std::move(fd)), options_(options) {}
   std::uint64_t mask() const;
+  Result<void> mark_fd(unsigned flags, int fd, const std::string& what);
   UniqueFd fd_;
   MonitorOptions options_;
 };

@@ -60,6 +60,10 @@ void exec_child(char* const argv[], int out_fd) {
   // No descriptor of ours may live on in the child: a daemon holding a copy of a
   // connection to another swtpm keeps that swtpm from ever seeing the client go away.
   ::close_range(3, ~0U, 0);
+  // Signals the agent blocks for its own use (lease breaks) must not stay blocked here.
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::execv(argv[0], argv);
   ::_exit(127);
 }

@@ -72,5 +72,6 @@ void register_image_commands(CLI::App& app, Context& ctx);
 void register_policy_commands(CLI::App& app, Context& ctx);
 void register_tpm_commands(CLI::App& app, Context& ctx);
 void register_vtpm_commands(CLI::App& app, Context& ctx);
+void register_agent_commands(CLI::App& app, Context& ctx);
 
 }  // namespace ctrust::cli

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "agent/config.h"
+#include "agent/control.h"
 #include "cmd/ctrust/cli.h"
 #include "crypto/digest.h"
 #include "imalog/ascii.h"
@@ -44,8 +46,28 @@ struct InputArgs {
     cmd->add_flag("--big-endian", big_endian,
                   "Binary input is in big-endian host order (a big-endian kernel without "
                   "ima_canonical_fmt)");
-    cmd->add_option("log", path, "Measurement list file ('-' for standard input)")->required();
+    auto* file = cmd->add_option("log", path, "Measurement list file ('-' for standard input)");
+    cmd->add_option("--container", container,
+                    "The log of a container that ctrustd measures (or `host` for the host "
+                    "log), instead of a file")
+        ->excludes(file);
+    cmd->add_option("--socket", socket, "ctrustd's control socket")->capture_default_str();
   }
+
+  // The file to read: LOG, or the one ctrustd keeps for --container.
+  Result<void> resolve() {
+    if (container.empty()) {
+      if (path.empty()) return Error(Errc::kInvalidArgument, "name a LOG file or --container ID");
+      return ok_result();
+    }
+    CTRUST_ASSIGN_OR_RETURN(nlohmann::json answer,
+                            agent::control_call(socket, {{"op", "log"}, {"id", container}}, 10000));
+    path = answer.value("path", "");
+    if (path.empty()) return Error(Errc::kFormat, "ctrustd gave no log path");
+    return ok_result();
+  }
+  std::string container;
+  std::string socket = agent::kDefaultSocket;
 
   Result<imalog::OpenOptions> options() const {
     imalog::OpenOptions o;
@@ -614,7 +636,15 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_flag_callback(
       "--json", [show] { show->format = "json"; }, "Same as --format json");
   show->in.add_to(c);
-  c->callback([show, &ctx] { ctx.exit_code = run_show(*show); });
+  c->callback([show, &ctx] {
+    if (auto r = show->in.resolve(); !r) {
+      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && show->in.container.empty()
+                          ? (report_error(r.error()), kExitUsage)
+                          : report_error(r.error());
+      return;
+    }
+    ctx.exit_code = run_show(*show);
+  });
 
   auto replay = std::make_shared<ReplayArgs>();
   c = log->add_subcommand("replay",
@@ -625,7 +655,15 @@ void register_log_commands(CLI::App& app, Context& ctx) {
                 "sha512; repeat for several");
   c->add_flag("--json", replay->json, "Print JSON");
   replay->in.add_to(c);
-  c->callback([replay, &ctx] { ctx.exit_code = run_replay(*replay); });
+  c->callback([replay, &ctx] {
+    if (auto r = replay->in.resolve(); !r) {
+      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && replay->in.container.empty()
+                          ? (report_error(r.error()), kExitUsage)
+                          : report_error(r.error());
+      return;
+    }
+    ctx.exit_code = run_replay(*replay);
+  });
 
   auto verify = std::make_shared<VerifyArgs>();
   c = log->add_subcommand("verify",
@@ -637,7 +675,15 @@ void register_log_commands(CLI::App& app, Context& ctx) {
       ->required();
   c->add_flag("--json", verify->json, "Print JSON");
   verify->in.add_to(c);
-  c->callback([verify, &ctx] { ctx.exit_code = run_verify(*verify); });
+  c->callback([verify, &ctx] {
+    if (auto r = verify->in.resolve(); !r) {
+      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && verify->in.container.empty()
+                          ? (report_error(r.error()), kExitUsage)
+                          : report_error(r.error());
+      return;
+    }
+    ctx.exit_code = run_verify(*verify);
+  });
 
   auto convert = std::make_shared<ConvertArgs>();
   auto check = std::make_shared<CheckArgs>();
@@ -651,7 +697,15 @@ void register_log_commands(CLI::App& app, Context& ctx) {
               "Judge against the policy without verifying its signature");
   c->add_flag("--json", check->json, "Print JSON");
   check->in.add_to(c);
-  c->callback([check, &ctx] { ctx.exit_code = run_check(*check); });
+  c->callback([check, &ctx] {
+    if (auto r = check->in.resolve(); !r) {
+      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && check->in.container.empty()
+                          ? (report_error(r.error()), kExitUsage)
+                          : report_error(r.error());
+      return;
+    }
+    ctx.exit_code = run_check(*check);
+  });
 
   c = log->add_subcommand("convert", "Convert between the binary and ASCII forms");
   c->add_option("--to", convert->to, "Output form: binary or ascii")
@@ -662,7 +716,15 @@ void register_log_commands(CLI::App& app, Context& ctx) {
                 "form); default: as the input");
   convert->in.add_to(c);
   c->add_option("out", convert->out, "Output file ('-' for standard output)")->required();
-  c->callback([convert, &ctx] { ctx.exit_code = run_convert(*convert); });
+  c->callback([convert, &ctx] {
+    if (auto r = convert->in.resolve(); !r) {
+      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && convert->in.container.empty()
+                          ? (report_error(r.error()), kExitUsage)
+                          : report_error(r.error());
+      return;
+    }
+    ctx.exit_code = run_convert(*convert);
+  });
 
   auto append = std::make_shared<AppendArgs>();
   c = log->add_subcommand("append",

@@ -1,0 +1,1096 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/container_log.h"
+#include "agent/control.h"
+#include "agent/digest_cache.h"
+#include "agent/exec_guard.h"
+#include "agent/oci.h"
+#include "events/fanotify.h"
+#include "image/manifest.h"
+#include "policy/compiled.h"
+#include "tpm/swtpm.h"
+#include "tpm/tpm.h"
+#include "tpm/vtpm.h"
+#include "util/file.h"
+#include "util/json.h"
+#include "util/text.h"
+
+namespace ctrust::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<void> make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return errno_error("creating " + path, errno);
+  }
+  if (::chmod(path.c_str(), 0700) != 0) return errno_error("chmod 0700 " + path, errno);
+  return ok_result();
+}
+
+// statx of an open descriptor: type, device, inode, mount id, mount-root flag.
+struct FileId {
+  std::uint32_t mode = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::uint64_t mnt_id = 0;
+  bool mount_root = false;
+};
+Result<FileId> file_id(int fd) {
+  struct statx sx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID, &sx) != 0) {
+    return errno_error("statx", errno);
+  }
+  FileId id;
+  id.mode = sx.stx_mode;
+  id.dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  id.ino = sx.stx_ino;
+  id.mnt_id = (sx.stx_mask & STATX_MNT_ID) != 0 ? sx.stx_mnt_id : 0;
+  id.mount_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+                  (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  return id;
+}
+
+// The inode number of a process's mount namespace (0 when it is gone).
+ino_t mount_ns(pid_t pid) {
+  struct stat st {};
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/mnt";
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Opens `rel` beneath `root_fd` as the container would resolve it (symlinks stay inside).
+Result<UniqueFd> open_in_root(int root_fd, const std::string& rel) {
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  std::string r = rel;
+  while (!r.empty() && r[0] == '/') r.erase(0, 1);
+  if (r.empty()) r = ".";
+  long fd = ::syscall(SYS_openat2, root_fd, r.c_str(), &how, sizeof(how));
+  if (fd < 0) return errno_error("opening " + rel + " in the container", errno);
+  return UniqueFd(static_cast<int>(fd));
+}
+
+Result<imalog::Entry> named_digest_entry(const std::string& name, const crypto::Digest& digest,
+                                         unsigned pcr) {
+  imalog::MeasurementSpec spec;
+  spec.pcr = pcr;
+  spec.file_digest = digest;
+  spec.name = name;
+  return imalog::make_entry(spec, crypto::HashAlg::kSha1);
+}
+
+// An ima-buf record whose buffer is `doc` as compact JSON (the kernel's convention: the
+// d-ng digest is the buffer's hash).
+Result<imalog::Entry> json_entry(const std::string& name, const json& doc, unsigned pcr) {
+  std::string text = doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  imalog::MeasurementSpec spec;
+  spec.template_name = "ima-buf";
+  spec.pcr = pcr;
+  spec.name = name;
+  spec.buf.assign(text.begin(), text.end());
+  CTRUST_ASSIGN_OR_RETURN(spec.file_digest,
+                          crypto::digest_bytes(crypto::HashAlg::kSha256, spec.buf));
+  return imalog::make_entry(spec, crypto::HashAlg::kSha1);
+}
+
+policy::Mode stricter(policy::Mode a, policy::Mode b) { return a > b ? a : b; }
+
+struct LoadedPolicy {
+  std::string name;
+  std::string path;
+  crypto::Digest digest;  // SHA-256 of the file
+  policy::Policy policy;
+  std::optional<policy::CompiledPolicy> compiled;
+  std::string signer;
+};
+
+struct Mark {
+  UniqueFd fd;  // O_PATH on the marked object
+  bool filesystem = false;
+  std::string what;
+  std::uint64_t mnt_id = 0;
+  dev_t dev = 0;
+};
+
+struct Container {
+  std::uint64_t number = 0;
+  std::string id;
+  std::string bundle;
+  pid_t pid = 0;
+  ino_t mnt_ns = 0;
+  std::string rootfs;  // host path
+  std::string cgroup;
+  std::vector<std::string> namespaces;
+  crypto::Digest image = crypto::Digest::zero(crypto::HashAlg::kSha256);
+  std::shared_ptr<LoadedPolicy> policy;
+  policy::Mode mode = policy::Mode::kMeasure;
+  tpm::VtpmInfo vtpm;
+  std::string log_path;
+  std::unique_ptr<ContainerLog> log;
+  std::unique_ptr<ExecGuard> guard;
+  std::vector<Mark> marks;
+  std::int64_t created = 0;
+};
+
+struct Job {
+  std::shared_ptr<Container> container;
+  events::PendingEvent event;
+  FileKey key;
+};
+
+class AgentImpl final : public Agent {
+ public:
+  explicit AgentImpl(AgentConfig config) : config_(std::move(config)) {}
+  ~AgentImpl() override { shutdown(); }
+
+  Result<void> init(const std::string& config_bytes);
+  Result<void> serve() override;
+  void stop() override {
+    stopping_ = true;
+    std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof(one));
+  }
+  json handle(const json& request) override;
+
+ private:
+  Result<void> open_host_tpm();
+  Result<void> open_host_log();
+  Result<void> load_policies();
+  Result<std::shared_ptr<LoadedPolicy>> read_policy(const std::string& path);
+  Result<void> record_agent_start(const std::string& config_bytes);
+  Result<json> create(const json& request);
+  Result<json> remove(const std::string& id);
+  Result<json> policy_load(const json& request);
+  json ps();
+  json container_json(const Container& c) const;
+  Result<void> mark_container(Container& c, const OciConfig& config);
+  void unmark_container(Container& c);
+  Result<void> host_record(const std::string& name, const json& doc);
+
+  void fanotify_loop();
+  void dispatch(events::PendingEvent event);
+  void worker_loop();
+  void process(Job job);
+  void publish(const json& event);
+  void serve_connection(UniqueFd fd);
+  void shutdown();
+
+  AgentConfig config_;
+  std::atomic<bool> stopping_{false};
+  UniqueFd wake_;  // eventfd: stop()
+
+  tpm::Swtpm host_swtpm_;  // the embedded host TPM, when configured
+  std::mutex host_mutex_;  // host TPM and host log
+  std::unique_ptr<ContainerLog> host_log_;
+  std::unique_ptr<tpm::Tpm> host_tpm_aggregate_;  // a second connection for PCR reads
+  std::unique_ptr<tpm::VtpmManager> vtpms_;
+
+  std::mutex policies_mutex_;
+  std::map<std::string, std::shared_ptr<LoadedPolicy>> policies_;
+  policy::TrustAnchors trust_;
+
+  // Containers, and the maps that attribute events to them.
+  std::shared_mutex containers_mutex_;
+  std::map<std::string, std::shared_ptr<Container>> containers_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Container>> by_mount_;
+  std::unordered_map<ino_t, std::shared_ptr<Container>> by_mnt_ns_;
+  std::multiset<dev_t> filesystem_marks_;
+  std::atomic<std::uint64_t> next_number_{1};
+  std::mutex create_mutex_;  // one create or delete at a time
+
+  std::optional<events::FanotifyMonitor> monitor_;
+  std::optional<DigestCache> cache_;
+  std::thread fanotify_thread_;
+  std::vector<std::thread> workers_;
+  std::mutex jobs_mutex_;
+  std::condition_variable jobs_cv_;
+  std::deque<Job> jobs_;
+
+  std::mutex subscribers_mutex_;
+  std::vector<UniqueFd> subscribers_;
+  std::atomic<std::uint64_t> unattributed_{0};
+
+  std::mutex connections_mutex_;
+  std::condition_variable connections_cv_;
+  int connections_ = 0;
+};
+
+Result<void> AgentImpl::open_host_tpm() {
+  std::string tcti = config_.host_tcti;
+  if (tcti == "embedded") {
+    std::string dir = config_.host_dir() + "/host-tpm";
+    CTRUST_TRY(make_dir(dir));
+    std::string socket = dir + "/tpm.sock";
+    auto pid = tpm::read_pid_file(dir + "/swtpm.pid");
+    if (!pid || !tpm::swtpm_alive(*pid, socket)) {
+      tpm::SwtpmOptions options;
+      options.state_dir = dir;
+      options.socket = socket;
+      options.detached = true;  // outlives an agent restart, as a hardware TPM would
+      CTRUST_ASSIGN_OR_RETURN(host_swtpm_, tpm::Swtpm::start(options));
+      spdlog::info("host TPM: embedded swtpm started (pid {}); no hardware root of trust",
+                   host_swtpm_.pid());
+    } else {
+      spdlog::info("host TPM: embedded swtpm adopted (pid {})", *pid);
+    }
+    tcti = "swtpm:path=" + socket;
+  }
+  CTRUST_ASSIGN_OR_RETURN(tpm::Tpm host, tpm::Tpm::open(tcti));
+  host_tpm_aggregate_ = std::make_unique<tpm::Tpm>(std::move(host));
+  return ok_result();
+}
+
+Result<void> AgentImpl::open_host_log() {
+  CTRUST_TRY(make_dir(config_.host_dir()));
+  std::string path = config_.host_dir() + "/measurements.bin";
+  std::string tcti = host_tpm_aggregate_->tcti();
+  CTRUST_ASSIGN_OR_RETURN(tpm::Tpm tpm, tpm::Tpm::open(tcti));
+  auto log = ContainerLog::open(path, std::move(tpm), config_.host_pcr);
+  if (!log && log.error().code() == Errc::kFormat) {
+    // The host PCR no longer holds this log: the host TPM was reset (a reboot, or a new
+    // embedded swtpm). The old log is kept beside, and a new one starts.
+    std::string old = path + "." + std::to_string(now_seconds());
+    spdlog::warn("host log: {}; kept as {} and started anew", log.error().message(), old);
+    if (::rename(path.c_str(), old.c_str()) != 0) return errno_error("renaming " + path, errno);
+    CTRUST_ASSIGN_OR_RETURN(tpm::Tpm again, tpm::Tpm::open(tcti));
+    log = ContainerLog::open(path, std::move(again), config_.host_pcr);
+  }
+  if (!log) return std::move(log).error().with_context("host log " + path);
+  host_log_ = std::make_unique<ContainerLog>(std::move(*log));
+  return ok_result();
+}
+
+Result<std::shared_ptr<LoadedPolicy>> AgentImpl::read_policy(const std::string& path) {
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, policy::kMaxPolicyBytes));
+  std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  auto parsed = policy::parse_policy(text);
+  if (!parsed) return std::move(parsed).error().with_context(path);
+  auto loaded = std::make_shared<LoadedPolicy>(LoadedPolicy{
+      parsed->name, path, crypto::Digest::zero(crypto::HashAlg::kSha256), std::move(*parsed),
+      std::nullopt, ""});
+  CTRUST_ASSIGN_OR_RETURN(loaded->digest, crypto::digest_bytes(crypto::HashAlg::kSha256, bytes));
+  if (loaded->policy.signature) {
+    CTRUST_ASSIGN_OR_RETURN(policy::VerifyResult v,
+                            policy::verify_policy(loaded->policy, trust_, now_seconds()));
+    if (!v.ok) return Error(Errc::kInvalidArgument, path + ": " + v.reason);
+    loaded->signer = v.signer;
+  } else if (!config_.allow_unsigned_policies) {
+    return Error(Errc::kInvalidArgument,
+                 path + ": the policy is not signed (sign it with `ctrust policy sign`, or set "
+                        "policies.allow_unsigned for experiments)");
+  } else {
+    if (auto problem = policy::validity_problem(loaded->policy, now_seconds()); !problem.empty()) {
+      return Error(Errc::kInvalidArgument, path + ": " + problem);
+    }
+  }
+  auto compiled = policy::CompiledPolicy::compile(loaded->policy);
+  if (!compiled) return std::move(compiled).error().with_context(path);
+  loaded->compiled.emplace(std::move(*compiled));
+  return loaded;
+}
+
+Result<void> AgentImpl::load_policies() {
+  for (const auto& file : config_.policy_trust) {
+    auto anchors = policy::load_trust_anchors(file);
+    if (!anchors) return std::move(anchors).error().with_context("policies.trust");
+    for (auto& k : anchors->keys) trust_.keys.push_back(std::move(k));
+    for (auto& c : anchors->certificates) trust_.certificates.push_back(std::move(c));
+  }
+  CTRUST_TRY(make_dir(config_.policies()));
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(config_.policies(), ec)) {
+    if (entry.path().extension() == ".json") files.push_back(entry.path().string());
+  }
+  if (ec) return Error(Errc::kIo, "listing " + config_.policies() + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    auto loaded = read_policy(file);
+    if (!loaded) {
+      // One bad file must not keep the others (or the agent) from working; it is loud.
+      spdlog::error("policy not loaded: {}", loaded.error().message());
+      continue;
+    }
+    std::lock_guard lock(policies_mutex_);
+    policies_[(*loaded)->name] = *loaded;
+    spdlog::info("policy {} loaded from {} (signer {})", (*loaded)->name, file,
+                 (*loaded)->signer.empty() ? "none" : (*loaded)->signer);
+  }
+  return ok_result();
+}
+
+Result<void> AgentImpl::host_record(const std::string& name, const json& doc) {
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry e, json_entry(name, doc, config_.host_pcr));
+  std::lock_guard lock(host_mutex_);
+  return host_log_->append(e);
+}
+
+Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
+  std::vector<imalog::Entry> entries;
+  CTRUST_ASSIGN_OR_RETURN(crypto::Digest self,
+                          crypto::digest_file(crypto::HashAlg::kSha256, "/proc/self/exe"));
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry binary, named_digest_entry("ctrustd", self, config_.host_pcr));
+  entries.push_back(std::move(binary));
+  CTRUST_ASSIGN_OR_RETURN(crypto::Digest conf,
+                          crypto::digest_bytes(crypto::HashAlg::kSha256, as_bytes(config_bytes)));
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry config,
+                          named_digest_entry("ctrustd-config", conf, config_.host_pcr));
+  entries.push_back(std::move(config));
+  json policies = json::array();
+  {
+    std::lock_guard lock(policies_mutex_);
+    for (const auto& [name, p] : policies_) {
+      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e,
+                              named_digest_entry("ctrust-policy:" + name, p->digest, config_.host_pcr));
+      entries.push_back(std::move(e));
+      policies.push_back({{"name", name}, {"digest", "sha256:" + p->digest.hex()}});
+    }
+  }
+  json doc = {{"event", "agent-start"},
+              {"time", now_seconds()},
+              {"binary", "sha256:" + self.hex()},
+              {"config", "sha256:" + conf.hex()},
+              {"policies", policies},
+              {"bpf", json::array()}};
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry start, json_entry("ctrust:agent-start", doc, config_.host_pcr));
+  entries.push_back(std::move(start));
+  std::lock_guard lock(host_mutex_);
+  return host_log_->append(entries);
+}
+
+Result<void> AgentImpl::init(const std::string& config_bytes) {
+  spdlog::info("ctrustd starting: state {}, socket {}", config_.state_dir, config_.socket);
+  CTRUST_TRY(make_dir(config_.state_dir));
+  CTRUST_TRY(make_dir(config_.containers_dir()));
+  CTRUST_TRY(make_dir(config_.host_dir()));
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) return errno_error("eventfd", errno);
+
+  CTRUST_ASSIGN_OR_RETURN(DigestCache cache, DigestCache::create(config_.cache_entries));
+  cache_.emplace(std::move(cache));
+  events::MonitorOptions options;
+  options.exec = true;
+  options.open = true;  // shared objects and scripts
+  options.on_error = events::Verdict::kDeny;
+  CTRUST_ASSIGN_OR_RETURN(events::FanotifyMonitor monitor, events::FanotifyMonitor::create(options));
+  monitor_.emplace(std::move(monitor));
+  // The event thread first: everything after this may touch marked files.
+  fanotify_thread_ = std::thread([this] { fanotify_loop(); });
+  for (unsigned i = 0; i < config_.hash_threads; ++i) {
+    workers_.emplace_back([this] { worker_loop(); });
+  }
+
+  CTRUST_TRY(open_host_tpm());
+  CTRUST_TRY(open_host_log());
+  tpm::VtpmConfig vc;
+  vc.root = config_.vtpm_root();
+  vc.max = config_.vtpm_max;
+  vc.pool_size = config_.vtpm_pool;
+  vc.archive_on_destroy = config_.vtpm_archive;
+  CTRUST_ASSIGN_OR_RETURN(vtpms_, tpm::VtpmManager::open(vc));
+  CTRUST_TRY(load_policies());
+  CTRUST_TRY(record_agent_start(config_bytes));
+  // Containers that were registered before a restart: their logs are closed and the gap
+  // is on record; their marks died with the old fanotify group.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(config_.containers_dir(), ec)) {
+    std::string id = entry.path().filename().string();
+    std::string status = entry.path().string() + "/status";
+    auto bytes = read_file(status, 64);
+    if (bytes && std::string(bytes->begin(), bytes->end()) == "running") {
+      spdlog::warn("container {} was registered when the agent stopped; its measurements "
+                   "from then on are not vouched for",
+                   id);
+      (void)host_record("ctrust:agent-gap", {{"event", "agent-gap"}, {"container", id}});
+      (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600);
+    }
+  }
+  spdlog::info("ctrustd ready");
+  return ok_result();
+}
+
+// --- events -------------------------------------------------------------------------------
+
+void AgentImpl::fanotify_loop() {
+  pollfd fds[3] = {{monitor_->fd(), POLLIN, 0}, {cache_->signal_fd(), POLLIN, 0}, {-1, 0, 0}};
+  while (!stopping_) {
+    fds[2] = {wake_.get(), POLLIN, 0};
+    int ready = ::poll(fds, 3, 500);
+    if (ready <= 0) continue;
+    if ((fds[1].revents & POLLIN) != 0) cache_->drain();
+    if ((fds[0].revents & POLLIN) != 0) {
+      auto n = monitor_->poll_dispatch([this](events::PendingEvent e) { dispatch(std::move(e)); }, 0);
+      if (!n) spdlog::error("fanotify: {}", n.error().message());
+    }
+  }
+}
+
+// Runs on the fanotify thread: only attribution and cheap answers; everything that may
+// block (hashing, the log, the vTPM) goes to the workers.
+void AgentImpl::dispatch(events::PendingEvent event) {
+  const auto& e = event.event();
+  if (e.pid == ::getpid()) {
+    (void)event.answer(events::Verdict::kAllow);  // our own reads: never wait on ourselves
+    return;
+  }
+  auto id = file_id(e.fd);
+  if (!id) return;  // destroyed unanswered: the fail verdict (deny)
+  std::shared_ptr<Container> container;
+  {
+    std::shared_lock lock(containers_mutex_);
+    if (auto it = by_mount_.find(id->mnt_id); it != by_mount_.end()) {
+      container = it->second;
+    } else if (filesystem_marks_.contains(id->dev)) {
+      ino_t ns = mount_ns(e.pid);
+      if (auto n = by_mnt_ns_.find(ns); n != by_mnt_ns_.end()) container = n->second;
+    }
+  }
+  if (!container) {
+    // Not a container's file (a filesystem mark also sees the host's accesses).
+    ++unattributed_;
+    (void)event.answer(events::Verdict::kAllow);
+    return;
+  }
+  if (!S_ISREG(id->mode) || container->mode == policy::Mode::kOff) {
+    (void)event.answer(events::Verdict::kAllow);
+    return;
+  }
+  if (!e.exec) {
+    // An open: only ELF objects (shared libraries, ld.so's input) and scripts matter.
+    std::uint8_t head[4] = {};
+    auto n = pread_full(e.fd, head, 0);
+    if (!n) return;  // deny: unreadable
+    if (image::content_kind(ByteView(head, *n)) == image::ContentKind::kData) {
+      (void)event.answer(events::Verdict::kAllow);
+      return;
+    }
+  }
+  FileKey key{container->number, id->dev, id->ino};
+  {
+    std::lock_guard lock(jobs_mutex_);
+    jobs_.push_back(Job{std::move(container), std::move(event), key});
+  }
+  jobs_cv_.notify_one();
+}
+
+void AgentImpl::worker_loop() {
+  for (;;) {
+    std::unique_lock lock(jobs_mutex_);
+    jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;  // stopping
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    process(std::move(job));
+  }
+}
+
+void AgentImpl::process(Job job) {
+  Container& c = *job.container;
+  const auto& e = job.event.event();
+  Result<Measured> measured = Error(Errc::kInternal, "not measured");
+  bool leased = false;
+  if (auto cached = cache_->find(job.key)) {
+    measured = Measured{*cached, false};
+  } else {
+    auto lease = cache_->begin(e.fd);
+    bool writers = lease && *lease == DigestCache::Lease::kWriters;
+    leased = lease && *lease == DigestCache::Lease::kHeld;
+    if (!lease) spdlog::debug("no lease on {}: {}", e.path, lease.error().message());
+    auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, e.fd);
+    if (digest) {
+      // Only an exec of a file someone could be writing is beyond vouching; an open may
+      // be the writer itself.
+      measured = Measured{*digest, writers && e.exec};
+    } else {
+      measured = std::move(digest).error();
+    }
+  }
+  ExecDecision d = c.guard->judge(e.path, measured);
+  if (auto r = job.event.answer(d.verdict); !r) spdlog::error("{}", r.error().message());
+  if (leased) {
+    if (measured) {
+      (void)cache_->finish(job.key, job.event.take_fd(), measured->digest);
+    } else {
+      cache_->abandon(e.fd);
+    }
+  }
+  bool denied = d.verdict == events::Verdict::kDeny;
+  if (denied || d.violation || !d.error.empty()) {
+    json ev = {{"time", now_seconds()},
+               {"container", c.id},
+               {"kind", denied ? "denied" : (d.violation ? "violation" : "error")},
+               {"exec", e.exec},
+               {"path", d.path},
+               {"mode", policy::mode_name(c.mode)},
+               {"judged", policy::verdict_name(d.judged)},
+               {"pid", e.pid}};
+    if (!d.digest.is_zero()) ev["digest"] = "sha256:" + d.digest.hex();
+    if (!d.error.empty()) ev["reason"] = d.error;
+    if (denied) {
+      spdlog::warn("{}: denied {} ({}{})", c.id, printable(d.path, 256), policy::verdict_name(d.judged),
+                   d.error.empty() ? "" : ": " + d.error);
+    } else {
+      spdlog::warn("{}: {} {}", c.id, d.violation ? "violation at" : "error at", d.error);
+    }
+    publish(ev);
+  }
+}
+
+void AgentImpl::publish(const json& event) {
+  std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::lock_guard lock(subscribers_mutex_);
+  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    // Non-blocking: a subscriber that does not keep up is dropped, never waited for.
+    ssize_t n = ::send(it->get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n != static_cast<ssize_t>(line.size())) {
+      it = subscribers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// --- containers ---------------------------------------------------------------------------
+
+Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
+  std::string proc_root = "/proc/" + std::to_string(c.pid) + "/root";
+  UniqueFd host_root(::open(proc_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!host_root) return errno_error("opening " + proc_root, errno);
+  // The root filesystem as the container's mount namespace has it.
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd root, open_in_root(host_root.get(), c.rootfs));
+  auto add = [&](UniqueFd fd, const std::string& what) -> Result<void> {
+    CTRUST_ASSIGN_OR_RETURN(FileId id, file_id(fd.get()));
+    Mark m;
+    m.what = what;
+    m.dev = id.dev;
+    m.mnt_id = id.mnt_id;
+    if (id.mount_root && id.mnt_id != 0) {
+      CTRUST_TRY(monitor_->mark_mount_fd(fd.get(), what));
+    } else {
+      // Not a mount of its own (yet): the whole filesystem, events told apart by mount
+      // namespace. This also sees the host's accesses to that filesystem.
+      CTRUST_TRY(monitor_->mark_filesystem_fd(fd.get(), what));
+      m.filesystem = true;
+      spdlog::info("{}: {} is not a mount of its own; marked its whole filesystem", c.id, what);
+    }
+    m.fd = std::move(fd);
+    c.marks.push_back(std::move(m));
+    return ok_result();
+  };
+  CTRUST_TRY(add(std::move(root), "the root filesystem " + c.rootfs));
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd root_again, open_in_root(host_root.get(), c.rootfs));
+  static const std::set<std::string> kNoExec = {"proc", "sysfs", "cgroup", "cgroup2", "devpts",
+                                                "mqueue", "securityfs", "debugfs"};
+  for (const auto& m : config.mounts) {
+    if (kNoExec.contains(m.type)) continue;
+    if (std::find(m.options.begin(), m.options.end(), "noexec") != m.options.end()) continue;
+    auto fd = open_in_root(root_again.get(), m.destination);
+    if (!fd) {
+      // The runtime mounts it later than this hook, or not at all: we cannot see it.
+      return std::move(fd).error().with_context("mount " + m.destination);
+    }
+    auto id = file_id(fd->get());
+    if (!id) return std::move(id).error();
+    if (!id->mount_root) {
+      if (m.type == "bind" || m.type == "tmpfs" ||
+          std::find(m.options.begin(), m.options.end(), "bind") != m.options.end() ||
+          std::find(m.options.begin(), m.options.end(), "rbind") != m.options.end()) {
+        return Error(Errc::kNotFound, "mount " + m.destination + " is not mounted in the container yet");
+      }
+      continue;
+    }
+    CTRUST_TRY(add(std::move(*fd), "the mount " + m.destination));
+  }
+  return ok_result();
+}
+
+void AgentImpl::unmark_container(Container& c) {
+  for (auto& m : c.marks) {
+    if (m.filesystem) {
+      std::unique_lock lock(containers_mutex_);
+      if (auto it = filesystem_marks_.find(m.dev); it != filesystem_marks_.end()) {
+        filesystem_marks_.erase(it);
+      }
+      if (filesystem_marks_.contains(m.dev)) continue;  // another container still needs it
+    }
+    // A mount mark goes with its mount; a filesystem mark must be removed.
+    if (m.filesystem) {
+      if (auto r = monitor_->unmark_filesystem_fd(m.fd.get(), m.what); !r) {
+        spdlog::warn("{}: {}", c.id, r.error().message());
+      }
+    }
+  }
+}
+
+json AgentImpl::container_json(const Container& c) const {
+  ExecCounters k = c.guard ? c.guard->counters() : ExecCounters{};
+  return {{"id", c.id},
+          {"bundle", c.bundle},
+          {"pid", c.pid},
+          {"rootfs", c.rootfs},
+          {"cgroup", c.cgroup},
+          {"namespaces", c.namespaces},
+          {"mode", policy::mode_name(c.mode)},
+          {"image", "sha256:" + c.image.hex()},
+          {"policy", c.policy ? c.policy->name : ""},
+          {"policy_digest", c.policy ? "sha256:" + c.policy->digest.hex() : ""},
+          {"vtpm", {{"uuid", c.vtpm.uuid}, {"tcti", c.vtpm.tcti}, {"ak_name", c.vtpm.ak_name},
+                    {"ek_name", c.vtpm.ek_name}}},
+          {"log", c.log_path},
+          {"created", c.created},
+          {"marks", c.marks.size()},
+          {"counts", {{"events", k.events}, {"measurements", k.logged}, {"denials", k.denied},
+                      {"would_deny", k.would_deny}, {"violations", k.violations},
+                      {"errors", k.errors}}}};
+}
+
+Result<json> AgentImpl::create(const json& request) {
+  if (!request.contains("state") || !request["state"].is_string()) {
+    return Error(Errc::kInvalidArgument, "create needs \"state\": the OCI state as a string");
+  }
+  CTRUST_ASSIGN_OR_RETURN(OciState state, parse_oci_state(request["state"].get<std::string>()));
+  if (!tpm::valid_container_id(state.id)) {
+    return Error(Errc::kInvalidArgument, "container id " + printable(state.id) +
+                                             " is not usable (1-128 of A-Z a-z 0-9 _ . -)");
+  }
+  if (!state.pid || *state.pid <= 0) {
+    return Error(Errc::kInvalidArgument, "the OCI state has no pid: run the hook at createRuntime");
+  }
+  std::lock_guard create_lock(create_mutex_);
+  {
+    std::shared_lock lock(containers_mutex_);
+    if (containers_.contains(state.id)) {
+      return Error(Errc::kInvalidArgument, "container " + state.id + " is already registered");
+    }
+  }
+  auto bytes = read_file(state.bundle + "/config.json", kMaxOciDocument);
+  if (!bytes) return std::move(bytes).error();
+  CTRUST_ASSIGN_OR_RETURN(
+      OciConfig config,
+      parse_oci_config(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size())));
+  auto annotations = config.annotations;
+  for (const auto& [k, v] : state.annotations) annotations[k] = v;
+  CTRUST_ASSIGN_OR_RETURN(ContainerSettings settings, settings_from_annotations(annotations));
+
+  auto c = std::make_shared<Container>();
+  c->number = next_number_++;
+  c->id = state.id;
+  c->bundle = state.bundle;
+  c->pid = *state.pid;
+  c->mnt_ns = mount_ns(c->pid);
+  c->created = now_seconds();
+  c->cgroup = config.cgroups_path;
+  for (const auto& ns : config.namespaces) c->namespaces.push_back(ns.type);
+  c->rootfs = config.root_path.empty() || config.root_path[0] == '/'
+                  ? config.root_path
+                  : state.bundle + "/" + config.root_path;
+  if (c->rootfs.empty()) return Error(Errc::kInvalidArgument, "config.json has no root.path");
+
+  // Policy and mode.
+  {
+    std::lock_guard lock(policies_mutex_);
+    if (settings.policy) {
+      const std::string& want = *settings.policy;
+      for (const auto& [name, p] : policies_) {
+        if (name == want || "sha256:" + p->digest.hex() == want) c->policy = p;
+      }
+      if (!c->policy) {
+        return Error(Errc::kNotFound, "io.ctrust.policy names " + printable(want) +
+                                          ", which is not loaded (ctrust policy load FILE)");
+      }
+    }
+  }
+  // The image digest before anything is attached: what the container will run from.
+  image::ManifestOptions mo;
+  mo.threads = 0;
+  auto manifest = image::manifest_from_directory(c->rootfs, mo);
+  if (!manifest) return std::move(manifest).error().with_context("image digest of " + c->rootfs);
+  CTRUST_ASSIGN_OR_RETURN(c->image, manifest->digest());
+  {
+    std::lock_guard lock(policies_mutex_);
+    if (!c->policy) {
+      for (const auto& [name, p] : policies_) {
+        const auto& images = p->policy.images;
+        if (std::find(images.begin(), images.end(), c->image) != images.end()) {
+          c->policy = p;
+          break;
+        }
+      }
+    }
+    if (!c->policy && !config_.default_policy.empty()) {
+      auto it = policies_.find(config_.default_policy);
+      if (it == policies_.end()) {
+        return Error(Errc::kNotFound, "containers.default_policy " + config_.default_policy +
+                                          " is not loaded");
+      }
+      c->policy = it->second;
+    }
+  }
+  c->mode = c->policy ? c->policy->policy.mode : config_.default_mode;
+  if (settings.mode) {
+    if (*settings.mode < c->mode && !config_.annotations_may_weaken) {
+      return Error(Errc::kInvalidArgument,
+                   std::string("io.ctrust.mode ") + std::string(policy::mode_name(*settings.mode)) +
+                       " is weaker than the container's mode " +
+                       std::string(policy::mode_name(c->mode)) +
+                       " (containers.annotations_may_weaken allows it)");
+    }
+    c->mode = config_.annotations_may_weaken ? *settings.mode : stricter(*settings.mode, c->mode);
+  }
+  if (c->mode == policy::Mode::kEnforce) {
+    if (!c->policy) {
+      return Error(Errc::kNotFound, "mode enforce, but no policy applies to image sha256:" +
+                                        c->image.hex() + " (load one, or name it in io.ctrust.policy)");
+    }
+    const auto& images = c->policy->policy.images;
+    if (!images.empty() && std::find(images.begin(), images.end(), c->image) == images.end()) {
+      return Error(Errc::kInvalidArgument, "policy " + c->policy->name +
+                                               " does not list this image (sha256:" +
+                                               c->image.hex() + ")");
+    }
+  }
+
+  // vTPM, then the log with its first entries, then the host record, then the marks.
+  CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->create(c->id));
+  auto undo_vtpm = [&] { (void)vtpms_->destroy(c->id); };
+  std::string dir = config_.containers_dir() + "/" + c->id;
+  auto prepared = [&]() -> Result<void> {
+    if (fs::exists(dir)) {
+      // A container of the same name ran before: its log is kept, not overwritten.
+      std::string old = dir + "." + std::to_string(now_seconds());
+      if (::rename(dir.c_str(), old.c_str()) != 0) return errno_error("renaming " + dir, errno);
+    }
+    CTRUST_TRY(make_dir(dir));
+    c->log_path = dir + "/measurements.bin";
+    CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(c->vtpm.tcti));
+    CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(c->log_path, std::move(vtpm)));
+    c->log = std::make_unique<ContainerLog>(std::move(log));
+    std::vector<imalog::Entry> first;
+    crypto::Digest aggregate;
+    {
+      std::lock_guard lock(host_mutex_);
+      CTRUST_ASSIGN_OR_RETURN(aggregate, boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
+    }
+    CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba, boot_aggregate_entry(aggregate, crypto::HashAlg::kSha1));
+    first.push_back(std::move(ba));
+    CTRUST_ASSIGN_OR_RETURN(imalog::Entry img, named_digest_entry("ctrust:image", c->image, 10));
+    first.push_back(std::move(img));
+    if (c->policy) {
+      CTRUST_ASSIGN_OR_RETURN(imalog::Entry pol,
+                              named_digest_entry("ctrust:policy:" + c->policy->name, c->policy->digest, 10));
+      first.push_back(std::move(pol));
+    }
+    CTRUST_TRY(c->log->append(first));
+    c->guard = std::make_unique<ExecGuard>(c->policy ? &*c->policy->compiled : nullptr, c->mode,
+                                           c->log.get(), c->rootfs);
+    CTRUST_TRY(host_record("ctrust:container-created",
+                           {{"event", "container-created"},
+                            {"container", c->id},
+                            {"image", "sha256:" + c->image.hex()},
+                            {"policy", c->policy ? "sha256:" + c->policy->digest.hex() : ""},
+                            {"mode", policy::mode_name(c->mode)},
+                            {"vtpm_ak_name", c->vtpm.ak_name},
+                            {"vtpm_ek_name", c->vtpm.ek_name},
+                            {"time", c->created}}));
+    // Registered before marking, so that the first event finds its container.
+    {
+      std::unique_lock lock(containers_mutex_);
+      containers_[c->id] = c;
+      if (c->mnt_ns != 0) by_mnt_ns_[c->mnt_ns] = c;
+    }
+    CTRUST_TRY(mark_container(*c, config));
+    {
+      std::unique_lock lock(containers_mutex_);
+      for (const auto& m : c->marks) {
+        if (m.filesystem) {
+          filesystem_marks_.insert(m.dev);
+        } else {
+          by_mount_[m.mnt_id] = c;
+        }
+      }
+    }
+    CTRUST_TRY(write_file_atomic(dir + "/container.json", as_bytes(container_json(*c).dump(2) + "\n"), 0600));
+    CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
+    return ok_result();
+  }();
+  if (!prepared) {
+    {
+      std::unique_lock lock(containers_mutex_);
+      containers_.erase(c->id);
+      if (c->mnt_ns != 0) by_mnt_ns_.erase(c->mnt_ns);
+      for (const auto& m : c->marks) {
+        if (!m.filesystem) by_mount_.erase(m.mnt_id);
+      }
+    }
+    unmark_container(*c);
+    undo_vtpm();
+    return std::move(prepared).error();
+  }
+  spdlog::info("{}: registered, mode {}, image sha256:{}, policy {}, {} marks", c->id,
+               policy::mode_name(c->mode), c->image.hex(), c->policy ? c->policy->name : "none",
+               c->marks.size());
+  return json{{"ok", true}, {"container", container_json(*c)}};
+}
+
+Result<json> AgentImpl::remove(const std::string& id) {
+  std::lock_guard create_lock(create_mutex_);
+  std::shared_ptr<Container> c;
+  {
+    std::unique_lock lock(containers_mutex_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) {
+      return Error(Errc::kNotFound, "container " + printable(id) + " is not registered");
+    }
+    c = it->second;
+    containers_.erase(it);
+    if (c->mnt_ns != 0) by_mnt_ns_.erase(c->mnt_ns);
+    for (const auto& m : c->marks) {
+      if (!m.filesystem) by_mount_.erase(m.mnt_id);
+    }
+  }
+  unmark_container(*c);
+  cache_->drop_owner(c->number);
+  json final = container_json(*c);
+  auto recorded = host_record("ctrust:container-stopped",
+                              {{"event", "container-stopped"},
+                               {"container", c->id},
+                               {"measurements", final["counts"]["measurements"]},
+                               {"denials", final["counts"]["denials"]},
+                               {"violations", final["counts"]["violations"]},
+                               {"time", now_seconds()}});
+  std::string dir = config_.containers_dir() + "/" + c->id;
+  (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600);
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
+  // In-flight decisions hold the container; the vTPM goes once they are done with it.
+  auto destroyed = vtpms_->destroy(c->id);
+  if (!recorded) return std::move(recorded).error();
+  if (!destroyed) return std::move(destroyed).error();
+  spdlog::info("{}: stopped; log kept at {}", c->id, c->log_path);
+  return json{{"ok", true}, {"container", final}};
+}
+
+Result<json> AgentImpl::policy_load(const json& request) {
+  if (!request.contains("path") || !request["path"].is_string()) {
+    return Error(Errc::kInvalidArgument, "policy_load needs \"path\"");
+  }
+  std::string path = request["path"].get<std::string>();
+  CTRUST_ASSIGN_OR_RETURN(auto loaded, read_policy(path));
+  // Kept in the policy directory so that a restarted agent loads it again.
+  std::string kept = config_.policies() + "/" + loaded->name + ".json";
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, policy::kMaxPolicyBytes));
+  {
+    std::lock_guard lock(policies_mutex_);
+    if (auto old = policies_.find(loaded->name); old != policies_.end()) {
+      if (loaded->policy.serial < old->second->policy.serial) {
+        return Error(Errc::kInvalidArgument,
+                     "policy " + loaded->name + " serial " + std::to_string(loaded->policy.serial) +
+                         " is older than the loaded serial " +
+                         std::to_string(old->second->policy.serial) + " (rollback refused)");
+      }
+    }
+    CTRUST_TRY(write_file_atomic(kept, bytes, 0600));
+    loaded->path = kept;
+    policies_[loaded->name] = loaded;
+  }
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry e, named_digest_entry("ctrust-policy:" + loaded->name,
+                                                              loaded->digest, config_.host_pcr));
+  {
+    std::lock_guard lock(host_mutex_);
+    CTRUST_TRY(host_log_->append(e));
+  }
+  spdlog::info("policy {} loaded (serial {}, {} entries)", loaded->name, loaded->policy.serial,
+               loaded->compiled->size());
+  return json{{"ok", true},
+              {"policy", {{"name", loaded->name},
+                          {"digest", "sha256:" + loaded->digest.hex()},
+                          {"serial", loaded->policy.serial},
+                          {"entries", loaded->compiled->size()},
+                          {"mode", policy::mode_name(loaded->policy.mode)},
+                          {"signer", loaded->signer}}}};
+}
+
+json AgentImpl::ps() {
+  json list = json::array();
+  std::shared_lock lock(containers_mutex_);
+  for (const auto& [id, c] : containers_) list.push_back(container_json(*c));
+  auto stats = cache_->stats();
+  return {{"ok", true},
+          {"containers", list},
+          {"unmanaged", json::array()},
+          {"host_log", config_.host_dir() + "/measurements.bin"},
+          {"host_pcr", config_.host_pcr},
+          {"cache", {{"hits", stats.hits}, {"misses", stats.misses}, {"entries", stats.entries},
+                     {"broken", stats.broken}, {"writers", stats.writers}}}};
+}
+
+json AgentImpl::handle(const json& request) {
+  auto answer = [&]() -> Result<json> {
+    if (!request.is_object() || !request.contains("op") || !request["op"].is_string()) {
+      return Error(Errc::kInvalidArgument, "a request is an object with \"op\"");
+    }
+    std::string op = request["op"].get<std::string>();
+    if (op == "create") return create(request);
+    if (op == "delete") {
+      if (!request.contains("id") || !request["id"].is_string()) {
+        return Error(Errc::kInvalidArgument, "delete needs \"id\"");
+      }
+      return remove(request["id"].get<std::string>());
+    }
+    if (op == "ps") return ps();
+    if (op == "policy_load") return policy_load(request);
+    if (op == "log") {
+      if (!request.contains("id") || !request["id"].is_string()) {
+        return Error(Errc::kInvalidArgument, "log needs \"id\"");
+      }
+      std::string id = request["id"].get<std::string>();
+      if (id == "host") {
+        return json{{"ok", true}, {"path", config_.host_dir() + "/measurements.bin"}};
+      }
+      if (!tpm::valid_container_id(id)) return Error(Errc::kInvalidArgument, "bad container id");
+      std::string path = config_.containers_dir() + "/" + id + "/measurements.bin";
+      if (!fs::exists(path)) return Error(Errc::kNotFound, "no log for container " + id);
+      return json{{"ok", true}, {"path", path}};
+    }
+    if (op == "status") {
+      return json{{"ok", true}, {"state_dir", config_.state_dir}, {"pid", ::getpid()}};
+    }
+    return Error(Errc::kInvalidArgument, "unknown op " + printable(op));
+  }();
+  if (!answer) return {{"ok", false}, {"error", answer.error().message()}};
+  return std::move(*answer);
+}
+
+// --- control socket -----------------------------------------------------------------------
+
+void AgentImpl::serve_connection(UniqueFd fd) {
+  auto done = [&] {
+    std::lock_guard lock(connections_mutex_);
+    --connections_;
+    connections_cv_.notify_all();
+  };
+  auto uid = peer_uid(fd.get());
+  auto reply = [&](const json& doc) {
+    std::string text = doc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    (void)write_all(fd.get(), as_bytes(text));
+  };
+  if (!uid || *uid != 0) {
+    reply({{"ok", false}, {"error", "only root may talk to ctrustd"}});
+    done();
+    return;
+  }
+  auto line = read_line(fd.get(), kMaxRequest, 10000);
+  if (!line) {
+    reply({{"ok", false}, {"error", line.error().message()}});
+    done();
+    return;
+  }
+  auto request = parse_json_strict(*line, 64);
+  if (!request) {
+    reply({{"ok", false}, {"error", "malformed request: " + request.error().message()}});
+    done();
+    return;
+  }
+  if (request->is_object() && request->value("op", "") == "events") {
+    reply({{"ok", true}});
+    std::lock_guard lock(subscribers_mutex_);
+    subscribers_.push_back(std::move(fd));
+    done();
+    return;
+  }
+  reply(handle(*request));
+  done();
+}
+
+Result<void> AgentImpl::serve() {
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd listener, listen_control(config_.socket));
+  spdlog::info("listening on {}", config_.socket);
+  while (!stopping_) {
+    pollfd fds[2] = {{listener.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int ready = ::poll(fds, 2, 1000);
+    if (ready <= 0) continue;
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) continue;
+    {
+      std::lock_guard lock(connections_mutex_);
+      if (connections_ >= 64) continue;  // closes it: a flood does not take the agent down
+      ++connections_;
+    }
+    std::thread([this, c = std::move(conn)]() mutable { serve_connection(std::move(c)); }).detach();
+  }
+  ::unlink(config_.socket.c_str());
+  return ok_result();
+}
+
+void AgentImpl::shutdown() {
+  stopping_ = true;
+  if (wake_) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof(one));
+  }
+  {
+    std::unique_lock lock(connections_mutex_);
+    connections_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return connections_ == 0; });
+  }
+  jobs_cv_.notify_all();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+  if (fanotify_thread_.joinable()) fanotify_thread_.join();
+  // Queued events are answered with the fail verdict as their PendingEvents die; closing
+  // the group then releases anything else pending.
+  jobs_.clear();
+  monitor_.reset();
+  {
+    std::unique_lock lock(containers_mutex_);
+    by_mount_.clear();
+    by_mnt_ns_.clear();
+  }
+  // Containers stay registered on disk (status running): the next agent records the gap.
+  containers_.clear();
+  cache_.reset();
+  vtpms_.reset();
+  spdlog::info("ctrustd stopped");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config,
+                                            const std::string& config_bytes) {
+  auto agent = std::make_unique<AgentImpl>(config);
+  CTRUST_TRY(agent->init(config_bytes));
+  return std::unique_ptr<Agent>(std::move(agent));
+}
+
+}  // namespace ctrust::agent

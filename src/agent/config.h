@@ -1,0 +1,64 @@
+// ctrustd's configuration: a TOML file (default /etc/ctrust/ctrustd.toml), every key
+// optional with the documented default (docs/AGENT.md, deploy/ctrustd.toml). Unknown keys
+// and wrong types are errors naming the key, so a typo never silently weakens the agent.
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/policy.h"
+#include "util/result.h"
+
+namespace ctrust::agent {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/ctrust/ctrustd.toml";
+inline constexpr const char* kDefaultSocket = "/run/ctrust/ctrustd.sock";
+
+struct AgentConfig {
+  std::string state_dir = "/var/lib/ctrust";
+  std::string socket = kDefaultSocket;
+  std::string log_level = "info";
+
+  // The host TPM: a TCTI ("device:/dev/tpmrm0"), or "embedded": a swtpm that the agent
+  // keeps under STATE/host-tpm (tests, demos, hosts without a TPM: no hardware root).
+  std::string host_tcti = "embedded";
+  unsigned host_pcr = 13;
+
+  // Containers whose policy does not say (and whose annotations may not say otherwise).
+  policy::Mode default_mode = policy::Mode::kMeasure;
+  // A policy name applied to containers that name none and whose image no policy lists.
+  std::string default_policy;
+  // io.ctrust.mode may only make a container's mode stricter unless this is true.
+  bool annotations_may_weaken = false;
+  // What the hook does when it cannot reach the agent: refuse the start (true), or let
+  // the container run unmeasured (false, logged by the hook).
+  bool hook_fail_closed = true;
+
+  std::string policy_dir;                 // default STATE/policies
+  std::vector<std::string> policy_trust;  // PEM files of trusted signer keys or CAs
+  bool allow_unsigned_policies = false;   // for experiments only
+
+  std::size_t vtpm_pool = 2;
+  std::size_t vtpm_max = 256;
+  bool vtpm_archive = true;
+
+  unsigned hash_threads = 2;
+  std::size_t cache_entries = 16384;  // files whose digests are cached (one descriptor each)
+
+  // Derived paths.
+  std::string vtpm_root() const { return state_dir + "/vtpm"; }
+  std::string containers_dir() const { return state_dir + "/containers"; }
+  std::string host_dir() const { return state_dir + "/host"; }
+  std::string policies() const { return policy_dir.empty() ? state_dir + "/policies" : policy_dir; }
+};
+
+// Parses TOML text; `origin` names the file in errors.
+Result<AgentConfig> parse_config(std::string_view text, const std::string& origin);
+// Reads and parses a file; a missing file at the default path gives the defaults.
+Result<AgentConfig> load_config(const std::string& path, bool must_exist);
+
+}  // namespace ctrust::agent

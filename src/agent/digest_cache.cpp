@@ -1,0 +1,198 @@
+#include "agent/digest_cache.h"
+
+#include <fcntl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+
+namespace ctrust::agent {
+
+int lease_signal() { return SIGRTMIN + 3; }
+
+namespace {
+
+sigset_t lease_signals() {
+  sigset_t set;
+  ::sigemptyset(&set);
+  ::sigaddset(&set, lease_signal());
+  ::sigaddset(&set, SIGIO);
+  return set;
+}
+
+}  // namespace
+
+Result<void> block_lease_signal() {
+  sigset_t set = lease_signals();
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {
+    return errno_error("blocking the lease signal", rc);
+  }
+  return ok_result();
+}
+
+Result<DigestCache> DigestCache::create(std::size_t max_entries) {
+  if (max_entries == 0) return Error(Errc::kInvalidArgument, "a digest cache needs room");
+  sigset_t set = lease_signals();
+  sigset_t blocked;
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &blocked);
+  if (::sigismember(&blocked, lease_signal()) != 1) {
+    return Error(Errc::kInternal,
+                 "the lease signal is not blocked: call block_lease_signal() before threads start");
+  }
+  UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return errno_error("signalfd for lease breaks", errno);
+  return DigestCache(std::move(fd), max_entries);
+}
+
+DigestCache::DigestCache(DigestCache&& other) noexcept
+    : signal_fd_(std::move(other.signal_fd_)), max_(other.max_) {
+  std::lock_guard lock(other.mutex_);
+  lru_ = std::move(other.lru_);
+  by_key_ = std::move(other.by_key_);
+  by_fd_ = std::move(other.by_fd_);
+  pending_ = std::move(other.pending_);
+  stats_ = other.stats_;
+}
+
+DigestCache::~DigestCache() = default;
+
+Result<FileKey> DigestCache::key_of(int fd, std::uint64_t owner) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_error("fstat", errno);
+  return FileKey{owner, st.st_dev, st.st_ino};
+}
+
+std::optional<crypto::Digest> DigestCache::find(const FileKey& key) {
+  std::lock_guard lock(mutex_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second);
+  ++stats_.hits;
+  return it->second->digest;
+}
+
+Result<DigestCache::Lease> DigestCache::begin(int fd) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_[fd] = false;  // before the lease: a break may come at once
+  }
+  auto undo = [&] {
+    std::lock_guard lock(mutex_);
+    pending_.erase(fd);
+  };
+  if (::fcntl(fd, F_SETSIG, lease_signal()) != 0) {
+    int err = errno;
+    undo();
+    return errno_error("F_SETSIG", err);
+  }
+  if (::fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
+    int err = errno;
+    undo();
+    if (err == EAGAIN || err == EBUSY) {
+      std::lock_guard lock(mutex_);
+      ++stats_.writers;
+      return Lease::kWriters;
+    }
+    return errno_error("taking a read lease", err);
+  }
+  return Lease::kHeld;
+}
+
+bool DigestCache::finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest) {
+  std::lock_guard lock(mutex_);
+  auto pending = pending_.find(fd.get());
+  bool broken = pending == pending_.end() || pending->second;
+  if (pending != pending_.end()) pending_.erase(pending);
+  if (broken) return false;  // `fd` closes here, releasing the lease
+  if (auto old = by_key_.find(key); old != by_key_.end()) {
+    by_fd_.erase(old->second->fd.get());
+    lru_.erase(old->second);
+    by_key_.erase(old);
+  }
+  while (lru_.size() >= max_) {
+    by_fd_.erase(lru_.back().fd.get());
+    by_key_.erase(lru_.back().key);
+    lru_.pop_back();
+    ++stats_.evicted;
+  }
+  int raw = fd.get();
+  lru_.push_front(Slot{key, std::move(fd), digest});
+  by_key_[key] = lru_.begin();
+  by_fd_[raw] = lru_.begin();
+  return true;
+}
+
+void DigestCache::abandon(int fd) {
+  std::lock_guard lock(mutex_);
+  pending_.erase(fd);
+}
+
+void DigestCache::drop_fd_locked(int fd) {
+  if (auto p = pending_.find(fd); p != pending_.end()) {
+    p->second = true;  // the hashing thread closes it in finish()
+    ++stats_.broken;
+    return;
+  }
+  auto it = by_fd_.find(fd);
+  if (it == by_fd_.end()) return;  // already gone (evicted, or a late signal)
+  by_key_.erase(it->second->key);
+  lru_.erase(it->second);  // closes the descriptor: the writer proceeds
+  by_fd_.erase(it);
+  ++stats_.broken;
+}
+
+void DigestCache::drain() {
+  signalfd_siginfo info[16];
+  for (;;) {
+    ssize_t n = ::read(signal_fd_.get(), info, sizeof(info));
+    if (n <= 0) return;  // EAGAIN: nothing more
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(info[0]); ++i) {
+      if (static_cast<int>(info[i].ssi_signo) == lease_signal()) {
+        drop_fd_locked(info[i].ssi_fd);
+      } else {
+        // SIGIO: the kernel's real-time queue overflowed and we do not know which lease
+        // broke; drop everything rather than keep one stale digest.
+        for (auto& [fd, broken] : pending_) broken = true;
+        stats_.broken += lru_.size();
+        by_fd_.clear();
+        by_key_.clear();
+        lru_.clear();
+      }
+    }
+  }
+}
+
+void DigestCache::drop_owner(std::uint64_t owner) {
+  std::lock_guard lock(mutex_);
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    if (it->key.owner == owner) {
+      by_fd_.erase(it->fd.get());
+      by_key_.erase(it->key);
+      it = lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void DigestCache::clear() {
+  std::lock_guard lock(mutex_);
+  by_fd_.clear();
+  by_key_.clear();
+  lru_.clear();
+}
+
+DigestCacheStats DigestCache::stats() {
+  std::lock_guard lock(mutex_);
+  DigestCacheStats s = stats_;
+  s.entries = lru_.size();
+  return s;
+}
+
+}  // namespace ctrust::agent

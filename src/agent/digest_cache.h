@@ -1,0 +1,123 @@
+// The agent's digest cache: a file's measured digest, reused on its next exec or open
+// without hashing again, and never stale.
+//
+// Why it cannot go stale (PLATFORM_NOTES.md, "fanotify behaviour"): mtime and ctime do not
+// see writes through a shared writable mmap(), and this kernel lets a file mapped writable
+// be executed. So the cache does not trust time stamps. Every cached file is held open
+// with a read lease (fcntl F_SETLEASE, F_RDLCK). The kernel grants one only while nobody
+// has the file open for writing (a writable mapping keeps its file open, so it counts),
+// and it breaks the lease before anyone opens the file for writing or truncates it: the
+// writer's open() waits while the kernel signals us (F_SETSIG) and we drop the entry and
+// close our descriptor. Rename-over gives a new inode, so a new key. Overlay copy-up opens
+// the file for writing, so it breaks the lease too.
+//
+// Protocol for a miss: begin() takes the lease before the file is hashed, so any writer
+// that comes after it is held back or seen; finish() then caches the digest unless the
+// lease broke meanwhile. A file that has a writer now gets no lease: begin() says so, and
+// the caller cannot vouch that what runs is what it hashed (the agent then denies in
+// enforce mode, or records a violation).
+//
+// The lease-break signal (kLeaseSignal) must be blocked in every thread of the process, so
+// that only signal_fd() receives it: block_lease_signal() before any thread starts.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "crypto/digest.h"
+#include "util/result.h"
+#include "util/unique_handle.h"
+
+namespace ctrust::agent {
+
+// SIGRTMIN + 3: not used by glibc or by the libraries ctrust links.
+int lease_signal();
+// Blocks lease_signal() (and SIGIO, the kernel's fallback when its queue is full) in the
+// calling thread; threads created afterwards inherit the mask.
+Result<void> block_lease_signal();
+
+struct FileKey {
+  std::uint64_t owner = 0;  // who the digest is for (the agent's container number)
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const FileKey&) const = default;
+};
+
+struct DigestCacheStats {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t broken = 0;   // leases broken by a writer (entries dropped)
+  std::uint64_t writers = 0;  // files that had a writer when asked
+  std::uint64_t evicted = 0;
+  std::size_t entries = 0;
+};
+
+class DigestCache {
+ public:
+  // `max_entries` files at most (each holds one descriptor); the least recently used goes.
+  static Result<DigestCache> create(std::size_t max_entries);
+  DigestCache(DigestCache&& other) noexcept;
+  DigestCache& operator=(DigestCache&&) = delete;
+  ~DigestCache();
+
+  // The key of an open file; its device and inode.
+  static Result<FileKey> key_of(int fd, std::uint64_t owner);
+
+  std::optional<crypto::Digest> find(const FileKey& key);
+
+  enum class Lease : std::uint8_t {
+    kHeld,     // nobody can write the file until finish() or the entry is dropped
+    kWriters,  // the file is open for writing (or mapped writable) now
+  };
+  // Takes a read lease on `fd` (which must stay open until finish()).
+  Result<Lease> begin(int fd);
+  // Caches `digest` for `key`, keeping `fd` (the leased descriptor) open, unless the lease
+  // broke after begin(); returns false then (and closes `fd`).
+  bool finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest);
+
+  // Gives up a begin() whose file could not be measured (the caller closes `fd`).
+  void abandon(int fd);
+
+  // Readable when a lease-break signal is pending; call drain() then.
+  int signal_fd() const { return signal_fd_.get(); }
+  // Handles every pending lease break: drops the entries, releasing their leases so the
+  // writers go on. With a lost signal (queue overflow) the whole cache is dropped.
+  void drain();
+  // Drops every entry of `owner` (a container that stopped).
+  void drop_owner(std::uint64_t owner);
+  void clear();
+
+  DigestCacheStats stats();
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const FileKey& k) const noexcept {
+      return std::hash<std::uint64_t>()(k.ino * 0x9e3779b97f4a7c15ULL ^ k.dev ^ (k.owner << 40));
+    }
+  };
+  struct Slot {
+    FileKey key;
+    UniqueFd fd;
+    crypto::Digest digest;
+  };
+  DigestCache(UniqueFd signal_fd, std::size_t max) : signal_fd_(std::move(signal_fd)), max_(max) {}
+  void drop_fd_locked(int fd);
+
+  UniqueFd signal_fd_;
+  std::size_t max_;
+  std::mutex mutex_;
+  std::list<Slot> lru_;  // most recent first
+  std::unordered_map<FileKey, std::list<Slot>::iterator, KeyHash> by_key_;
+  std::unordered_map<int, std::list<Slot>::iterator> by_fd_;
+  std::unordered_map<int, bool> pending_;  // fd -> lease broke since begin()
+  DigestCacheStats stats_;
+};
+
+}  // namespace ctrust::agent
