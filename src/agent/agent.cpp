@@ -138,9 +138,66 @@ struct Mark {
   UniqueFd fd;  // O_PATH on the marked object
   bool filesystem = false;
   std::string what;
+  std::string dest;  // where the container sees it ("/" for its root)
   std::uint64_t mnt_id = 0;
   dev_t dev = 0;
+  // An overlayfs mount: its upper directory (O_PATH). A writable mapping of an overlay
+  // file holds the real upper file, not the overlay inode, so the digest cache leases both.
+  UniqueFd upper;
+  bool no_cache = false;  // overlay whose upper directory the agent cannot reach
 };
+
+// mountinfo escapes space, tab, newline and backslash as \NNN (octal).
+std::string unescape_mountinfo(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto octal = [&](std::size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '7'; };
+    if (s[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+      out.push_back(static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) |
+                                      (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// The overlay upper directory of mount `mnt_id` as process `pid` sees its mounts, or "".
+std::string overlay_upper(pid_t pid, std::uint64_t mnt_id) {
+  auto bytes = read_file("/proc/" + std::to_string(pid) + "/mountinfo", std::size_t{16} << 20);
+  if (!bytes) return "";
+  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  std::string id = std::to_string(mnt_id) + " ";
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (line.substr(0, id.size()) != id) continue;
+    std::size_t sep = line.find(" - ");
+    if (sep == std::string_view::npos) return "";
+    std::string_view rest = line.substr(sep + 3);  // fstype source options
+    if (rest.substr(0, 8) != "overlay ") return "";
+    std::size_t opts = rest.find(' ', 8);
+    if (opts == std::string_view::npos) return "";
+    std::string_view options = rest.substr(opts + 1);
+    // Options are comma-separated; overlay escapes commas inside paths with a backslash.
+    std::string current;
+    for (std::size_t i = 0; i <= options.size(); ++i) {
+      if (i == options.size() || options[i] == ',') {
+        if (current.rfind("upperdir=", 0) == 0) return unescape_mountinfo(current.substr(9));
+        current.clear();
+      } else if (options[i] == '\\' && i + 1 < options.size() && options[i + 1] == ',') {
+        current.push_back(',');
+        ++i;
+      } else {
+        current.push_back(options[i]);
+      }
+    }
+    return "";
+  }
+  return "";
+}
 
 struct Container {
   std::uint64_t number = 0;
@@ -166,6 +223,10 @@ struct Job {
   std::shared_ptr<Container> container;
   events::PendingEvent event;
   FileKey key;
+  std::uint64_t mnt_id = 0;
+  std::optional<crypto::Digest> cached;  // from the digest cache
+  bool leased = false;                   // a lease was taken (begin()); finish() it
+  bool writers = false;                  // the file had a writer when asked
 };
 
 class AgentImpl final : public Agent {
@@ -495,10 +556,25 @@ void AgentImpl::dispatch(events::PendingEvent event) {
       return;
     }
   }
-  FileKey key{container->number, id->dev, id->ino};
+  Job job{std::move(container), std::move(event), FileKey{0, id->dev, id->ino}, id->mnt_id,
+          std::nullopt, false, false};
+  job.key.owner = job.container->number;
+  // The cache is asked here and the event file's lease taken here, before the job waits
+  // in the queue: the sooner the lease, the fewer writers can slip in before the hash.
+  if (auto cached = cache_->find(job.key)) {
+    job.cached = *cached;
+  } else {
+    auto lease = cache_->begin(e.fd);
+    if (lease) {
+      job.leased = *lease == DigestCache::Lease::kHeld;
+      job.writers = *lease == DigestCache::Lease::kWriters;
+    } else {
+      spdlog::debug("no lease on {}: {}", e.path, lease.error().message());
+    }
+  }
   {
     std::lock_guard lock(jobs_mutex_);
-    jobs_.push_back(Job{std::move(container), std::move(event), key});
+    jobs_.push_back(std::move(job));
   }
   jobs_cv_.notify_one();
 }
@@ -519,31 +595,54 @@ void AgentImpl::process(Job job) {
   Container& c = *job.container;
   const auto& e = job.event.event();
   Result<Measured> measured = Error(Errc::kInternal, "not measured");
-  bool leased = false;
-  if (auto cached = cache_->find(job.key)) {
-    measured = Measured{*cached, false};
+  bool leased = job.leased;
+  std::vector<UniqueFd> upper;  // the real upper file of an overlay file, leased too
+  if (!job.cached) {
+    for (const auto& m : c.marks) {
+      if (m.mnt_id != job.mnt_id) continue;
+      if (m.no_cache) leased = false;
+      if (!m.upper) break;
+      std::string rel = c.guard->container_path(e.path);
+      if (m.dest != "/") {
+        if (rel.compare(0, m.dest.size(), m.dest) != 0) break;
+        rel = rel.substr(m.dest.size());
+      }
+      auto real = open_beneath(m.upper.get(), rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
+                               O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+      if (!real) break;  // not copied up: the lower file cannot be written in place
+      auto lease = cache_->begin(real->get());
+      if (lease && *lease == DigestCache::Lease::kWriters) job.writers = true;
+      if (lease && *lease == DigestCache::Lease::kHeld) upper.push_back(std::move(*real));
+      if (!lease) leased = false;
+      break;
+    }
+  }
+  if (job.cached) {
+    measured = Measured{*job.cached, false};
   } else {
-    auto lease = cache_->begin(e.fd);
-    bool writers = lease && *lease == DigestCache::Lease::kWriters;
-    leased = lease && *lease == DigestCache::Lease::kHeld;
-    if (!lease) spdlog::debug("no lease on {}: {}", e.path, lease.error().message());
     auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, e.fd);
     if (digest) {
       // Only an exec of a file someone could be writing is beyond vouching; an open may
       // be the writer itself.
-      measured = Measured{*digest, writers && e.exec};
+      measured = Measured{*digest, job.writers && e.exec};
     } else {
       measured = std::move(digest).error();
     }
   }
   ExecDecision d = c.guard->judge(e.path, measured);
   if (auto r = job.event.answer(d.verdict); !r) spdlog::error("{}", r.error().message());
-  if (leased) {
-    if (measured) {
-      (void)cache_->finish(job.key, job.event.take_fd(), measured->digest);
+  if (job.leased) {
+    if (leased && measured) {
+      std::vector<UniqueFd> fds;
+      fds.push_back(job.event.take_fd());
+      for (auto& u : upper) fds.push_back(std::move(u));
+      (void)cache_->finish(job.key, std::move(fds), measured->digest);
     } else {
       cache_->abandon(e.fd);
     }
+  }
+  for (const auto& u : upper) {
+    if (u) cache_->abandon(u.get());
   }
   bool denied = d.verdict == events::Verdict::kDeny;
   if (denied || d.violation || !d.error.empty()) {
@@ -589,12 +688,22 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
   if (!host_root) return errno_error("opening " + proc_root, errno);
   // The root filesystem as the container's mount namespace has it.
   CTRUST_ASSIGN_OR_RETURN(UniqueFd root, open_in_root(host_root.get(), c.rootfs));
-  auto add = [&](UniqueFd fd, const std::string& what) -> Result<void> {
+  auto add = [&](UniqueFd fd, const std::string& what, const std::string& dest) -> Result<void> {
     CTRUST_ASSIGN_OR_RETURN(FileId id, file_id(fd.get()));
     Mark m;
     m.what = what;
+    m.dest = dest;
     m.dev = id.dev;
     m.mnt_id = id.mnt_id;
+    if (std::string upper = overlay_upper(c.pid, id.mnt_id); !upper.empty()) {
+      m.upper.reset(::open(upper.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (!m.upper) {
+        m.no_cache = true;
+        spdlog::warn("{}: overlay upper directory {} is out of reach: digests of files on {} "
+                     "are not cached, and writable mappings of them cannot be seen",
+                     c.id, upper, what);
+      }
+    }
     if (id.mount_root && id.mnt_id != 0) {
       CTRUST_TRY(monitor_->mark_mount_fd(fd.get(), what));
     } else {
@@ -608,7 +717,7 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
     c.marks.push_back(std::move(m));
     return ok_result();
   };
-  CTRUST_TRY(add(std::move(root), "the root filesystem " + c.rootfs));
+  CTRUST_TRY(add(std::move(root), "the root filesystem " + c.rootfs, "/"));
   CTRUST_ASSIGN_OR_RETURN(UniqueFd root_again, open_in_root(host_root.get(), c.rootfs));
   static const std::set<std::string> kNoExec = {"proc", "sysfs", "cgroup", "cgroup2", "devpts",
                                                 "mqueue", "securityfs", "debugfs"};
@@ -630,7 +739,7 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
       }
       continue;
     }
-    CTRUST_TRY(add(std::move(*fd), "the mount " + m.destination));
+    CTRUST_TRY(add(std::move(*fd), "the mount " + m.destination, m.destination));
   }
   return ok_result();
 }
@@ -1021,7 +1130,9 @@ void AgentImpl::serve_connection(UniqueFd fd) {
     done();
     return;
   }
-  if (request->is_object() && request->value("op", "") == "events") {
+  // Untrusted: "op" may be anything (value() would throw on a non-string).
+  auto op = request->is_object() ? request->find("op") : request->end();
+  if (op != request->end() && op->is_string() && op->get_ref<const std::string&>() == "events") {
     reply({{"ok", true}});
     std::lock_guard lock(subscribers_mutex_);
     subscribers_.push_back(std::move(fd));

@@ -85,6 +85,14 @@ Result<DigestCache::Lease> DigestCache::begin(int fd) {
     std::lock_guard lock(mutex_);
     pending_.erase(fd);
   };
+  // A break is signalled to the whole process, so that signal_fd() sees it whichever
+  // thread took the lease.
+  f_owner_ex owner{F_OWNER_PID, ::getpid()};
+  if (::fcntl(fd, F_SETOWN_EX, &owner) != 0) {
+    int err = errno;
+    undo();
+    return errno_error("F_SETOWN_EX", err);
+  }
   if (::fcntl(fd, F_SETSIG, lease_signal()) != 0) {
     int err = errno;
     undo();
@@ -104,26 +112,37 @@ Result<DigestCache::Lease> DigestCache::begin(int fd) {
 }
 
 bool DigestCache::finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  return finish(key, std::move(fds), digest);
+}
+
+void DigestCache::erase_locked(std::list<Slot>::iterator it) {
+  for (const auto& f : it->fds) by_fd_.erase(f.get());
+  by_key_.erase(it->key);
+  lru_.erase(it);  // closes the descriptors, releasing their leases
+}
+
+bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
+                         const crypto::Digest& digest) {
   std::lock_guard lock(mutex_);
-  auto pending = pending_.find(fd.get());
-  bool broken = pending == pending_.end() || pending->second;
-  if (pending != pending_.end()) pending_.erase(pending);
-  if (broken) return false;  // `fd` closes here, releasing the lease
-  if (auto old = by_key_.find(key); old != by_key_.end()) {
-    by_fd_.erase(old->second->fd.get());
-    lru_.erase(old->second);
-    by_key_.erase(old);
+  bool broken = fds.empty();
+  for (const auto& f : fds) {
+    auto pending = pending_.find(f.get());
+    broken = broken || pending == pending_.end() || pending->second;
+    if (pending != pending_.end()) pending_.erase(pending);
   }
+  if (broken) return false;  // `fds` close here, releasing the leases
+  if (auto old = by_key_.find(key); old != by_key_.end()) erase_locked(old->second);
   while (lru_.size() >= max_) {
-    by_fd_.erase(lru_.back().fd.get());
-    by_key_.erase(lru_.back().key);
-    lru_.pop_back();
+    erase_locked(std::prev(lru_.end()));
     ++stats_.evicted;
   }
-  int raw = fd.get();
-  lru_.push_front(Slot{key, std::move(fd), digest});
+  std::vector<int> raw;
+  for (const auto& f : fds) raw.push_back(f.get());
+  lru_.push_front(Slot{key, std::move(fds), digest});
   by_key_[key] = lru_.begin();
-  by_fd_[raw] = lru_.begin();
+  for (int r : raw) by_fd_[r] = lru_.begin();
   return true;
 }
 
@@ -140,9 +159,7 @@ void DigestCache::drop_fd_locked(int fd) {
   }
   auto it = by_fd_.find(fd);
   if (it == by_fd_.end()) return;  // already gone (evicted, or a late signal)
-  by_key_.erase(it->second->key);
-  lru_.erase(it->second);  // closes the descriptor: the writer proceeds
-  by_fd_.erase(it);
+  erase_locked(it->second);  // the writer proceeds
   ++stats_.broken;
 }
 
@@ -171,13 +188,9 @@ void DigestCache::drain() {
 void DigestCache::drop_owner(std::uint64_t owner) {
   std::lock_guard lock(mutex_);
   for (auto it = lru_.begin(); it != lru_.end();) {
-    if (it->key.owner == owner) {
-      by_fd_.erase(it->fd.get());
-      by_key_.erase(it->key);
-      it = lru_.erase(it);
-    } else {
-      ++it;
-    }
+    auto next = std::next(it);
+    if (it->key.owner == owner) erase_locked(it);
+    it = next;
   }
 }
 

@@ -17,8 +17,10 @@
 // the caller cannot vouch that what runs is what it hashed (the agent then denies in
 // enforce mode, or records a violation).
 //
-// The lease-break signal (kLeaseSignal) must be blocked in every thread of the process, so
-// that only signal_fd() receives it: block_lease_signal() before any thread starts.
+// The lease-break signal (lease_signal()) must be blocked in every thread of the process,
+// so that only signal_fd() receives it: block_lease_signal() before any thread starts.
+// begin() directs the break to the whole process (F_SETOWN_EX, F_OWNER_PID), so any thread
+// may take a lease while another drains.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -30,6 +32,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "crypto/digest.h"
 #include "util/result.h"
@@ -81,6 +84,10 @@ class DigestCache {
   // Caches `digest` for `key`, keeping `fd` (the leased descriptor) open, unless the lease
   // broke after begin(); returns false then (and closes `fd`).
   bool finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest);
+  // The same for a file held through several leased descriptors (an overlayfs file and
+  // its real upper file, whose writable mappings the overlay inode does not see): cached
+  // only if none of their leases broke.
+  bool finish(const FileKey& key, std::vector<UniqueFd> fds, const crypto::Digest& digest);
 
   // Gives up a begin() whose file could not be measured (the caller closes `fd`).
   void abandon(int fd);
@@ -104,11 +111,12 @@ class DigestCache {
   };
   struct Slot {
     FileKey key;
-    UniqueFd fd;
+    std::vector<UniqueFd> fds;  // each holds a lease
     crypto::Digest digest;
   };
   DigestCache(UniqueFd signal_fd, std::size_t max) : signal_fd_(std::move(signal_fd)), max_(max) {}
   void drop_fd_locked(int fd);
+  void erase_locked(std::list<Slot>::iterator it);
 
   UniqueFd signal_fd_;
   std::size_t max_;

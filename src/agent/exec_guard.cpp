@@ -78,13 +78,14 @@ ExecDecision ExecGuard::judge_locked(ExecDecision d, const Measured& m) {
     ++counters_.denied;
     return d;
   }
-  if (!allowed && mode_ == policy::Mode::kAudit) ++counters_.would_deny;
-
   // A measurement already logged (same content at the same path) is not built again.
   std::string key = d.path;
   key.push_back('\0');
   key.append(reinterpret_cast<const char*>(d.digest.bytes.data()), d.digest.size());
   if (!logged_.contains(key)) {
+    // Counted once per file content and path, as it is logged: an exec is asked about
+    // twice (FAN_OPEN_EXEC_PERM, then FAN_OPEN_PERM) and must not count double.
+    if (!allowed && mode_ == policy::Mode::kAudit) ++counters_.would_deny;
     if (log_ == nullptr) return fail("no log for this container");
     imalog::MeasurementSpec spec;
     spec.file_digest = d.digest;

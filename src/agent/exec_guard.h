@@ -46,7 +46,7 @@ struct ExecCounters {
   std::uint64_t events = 0;
   std::uint64_t allowed = 0;
   std::uint64_t denied = 0;
-  std::uint64_t would_deny = 0;  // audit mode
+  std::uint64_t would_deny = 0;  // audit mode: distinct (path, content) enforce would deny
   std::uint64_t logged = 0;
   std::uint64_t violations = 0;
   std::uint64_t errors = 0;
