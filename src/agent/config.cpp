@@ -2,9 +2,9 @@
 
 #include <toml++/toml.h>
 
+#include <sys/stat.h>
 #include <set>
 #include <sstream>
-#include <sys/stat.h>
 
 #include "util/file.h"
 
@@ -55,10 +55,13 @@ class Section {
     return ok_result();
   }
   Result<void> mode(const char* key, policy::Mode& out) {
+    if (table_ == nullptr || table_->get(key) == nullptr) {
+      seen_.insert(key);
+      return ok_result();
+    }
     std::string text;
     CTRUST_TRY(string(key, text));
-    if (text.empty()) return ok_result();
-    auto m = policy::parse_mode(text);
+    auto m = policy::parse_mode(text);  // "" is not a mode either
     if (!m) return error(key, "must be off, measure, audit or enforce");
     out = *m;
     return ok_result();
@@ -118,6 +121,10 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
     std::ostringstream where;
     where << e.source().begin.line << ":" << e.source().begin.column;
     return Error(Errc::kFormat, origin + ":" + where.str() + ": " + std::string(e.description()));
+  } catch (const std::exception& e) {
+    // toml++ throws only parse_error for bad input; anything else (bad_alloc) must not
+    // cross the module boundary either.
+    return Error(Errc::kFormat, origin + ": " + e.what());
   }
   for (const char* section : {"host_tpm", "containers", "policies", "vtpm", "enforcement"}) {
     const toml::node* node = root.get(section);
@@ -166,19 +173,22 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
 
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.contains(c.log_level)) {
-    return Error(Errc::kFormat, origin + ": log_level must be trace, debug, info, warn, error or off");
+    return Error(Errc::kFormat,
+                 origin + ": log_level must be trace, debug, info, warn, error or off");
   }
-  for (const std::string* p : {&c.state_dir, &c.socket}) {
+  for (const auto& [key, p] :
+       {std::pair{"state_dir", &c.state_dir}, std::pair{"socket", &c.socket}}) {
     if (p->empty() || (*p)[0] != '/') {
-      return Error(Errc::kFormat, origin + ": state_dir and socket must be absolute paths");
+      return Error(Errc::kFormat, origin + ": " + key + " must be an absolute path");
     }
   }
   if (!c.policy_dir.empty() && c.policy_dir[0] != '/') {
     return Error(Errc::kFormat, origin + ": policies.dir must be an absolute path");
   }
   if (c.host_pcr == 10) {
-    return Error(Errc::kFormat, origin + ": host_tpm.pcr 10 is the kernel IMA's; pick another "
-                                         "(default 13, docs/AGENT.md says why)");
+    return Error(Errc::kFormat, origin +
+                                    ": host_tpm.pcr 10 is the kernel IMA's; pick another "
+                                    "(default 13, docs/AGENT.md says why)");
   }
   return c;
 }

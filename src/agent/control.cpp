@@ -53,7 +53,17 @@ Result<UniqueFd> listen_control(const std::string& path) {
   if (auto live = connect_to(path); live) {
     return Error(Errc::kInvalidArgument, "another ctrustd is already listening on " + path);
   }
-  ::unlink(path.c_str());
+  // Only a stale socket is replaced: a wrong `socket` setting must not delete a file.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Error(Errc::kInvalidArgument,
+                   path + " exists and is not a socket: remove it or choose another socket path");
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return errno_error("removing the stale socket " + path, errno);
+    }
+  }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return errno_error("socket", errno);
   // Created 0600 from the start: no window in which another user could connect.
@@ -85,7 +95,8 @@ Result<std::string> read_line(int fd, std::size_t max, int timeout_ms) {
     }
     if (n == 0) return Error(Errc::kTruncated, "the connection closed before the end of a line");
     const char* nl = static_cast<const char*>(std::memchr(buf, '\n', static_cast<std::size_t>(n)));
-    std::size_t take = nl != nullptr ? static_cast<std::size_t>(nl - buf) + 1 : static_cast<std::size_t>(n);
+    std::size_t take =
+        nl != nullptr ? static_cast<std::size_t>(nl - buf) + 1 : static_cast<std::size_t>(n);
     ssize_t got = ::recv(fd, buf, take, 0);
     if (got != static_cast<ssize_t>(take)) return errno_error("reading", errno);
     line.append(buf, nl != nullptr ? take - 1 : take);
