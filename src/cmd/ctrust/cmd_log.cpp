@@ -652,7 +652,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
                           "evmctl --pcrs reads)");
   c->add_option("--bank,-b", replay->banks,
                 "PCR bank to replay: sha1, sha256 (default), sha384, "
-                "sha512; repeat for several");
+                "sha512; repeat for several")
+      ->allow_extra_args(false);  // one value each time: the LOG after it is positional
   c->add_flag("--json", replay->json, "Print JSON");
   replay->in.add_to(c);
   c->callback([replay, &ctx] {
@@ -672,7 +673,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_option("--pcrs", verify->pcr_files,
                 "[BANK,]FILE with PCR values: PCR-NN: HEX lines or tpm2_pcrread output; repeat "
                 "for several banks")
-      ->required();
+      ->required()
+      ->allow_extra_args(false);
   c->add_flag("--json", verify->json, "Print JSON");
   verify->in.add_to(c);
   c->callback([verify, &ctx] {
@@ -692,7 +694,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
                           "(exit 0: conforms, 1: violations)");
   c->add_option("--policy", check->policy, "Policy file (docs/POLICY.md)")->required();
   c->add_option("--trust", check->trust,
-                "PEM file of trusted policy signer keys and/or CA certificates");
+                "PEM file of trusted policy signer keys and/or CA certificates")
+      ->allow_extra_args(false);
   c->add_flag("--no-signature-check", check->no_signature_check,
               "Judge against the policy without verifying its signature");
   c->add_flag("--json", check->json, "Print JSON");
