@@ -4,6 +4,7 @@
 #include <linux/openat2.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +29,9 @@
 #include "agent/exec_guard.h"
 #include "agent/oci.h"
 #include "events/fanotify.h"
+#ifdef CTRUST_WITH_BPF
+#include "events/bpf_observer.h"
+#endif
 #include "image/manifest.h"
 #include "policy/compiled.h"
 #include "tpm/swtpm.h"
@@ -251,14 +255,21 @@ class AgentImpl final : public Agent {
   Result<void> record_agent_start(const std::string& config_bytes);
   Result<json> create(const json& request);
   Result<json> remove(const std::string& id);
+  Result<json> remove_orphan(const std::string& id);
   Result<json> policy_load(const json& request);
   json ps();
   json container_json(const Container& c) const;
   Result<void> mark_container(Container& c, const OciConfig& config);
   void unmark_container(Container& c);
   Result<void> host_record(const std::string& name, const json& doc);
+  void record_gap(const std::string& id, const std::string& path);
 
   void fanotify_loop();
+  void bpf_loop();
+#ifdef CTRUST_WITH_BPF
+  void observed(const events::ObservedEvent& e);
+#endif
+  json unmanaged();
   void dispatch(events::PendingEvent event);
   void worker_loop();
   void process(Job job);
@@ -292,6 +303,15 @@ class AgentImpl final : public Agent {
   std::optional<events::FanotifyMonitor> monitor_;
   std::optional<DigestCache> cache_;
   std::thread fanotify_thread_;
+#ifdef CTRUST_WITH_BPF
+  std::unique_ptr<events::BpfObserver> bpf_;
+#endif
+  std::thread bpf_thread_;
+  ino_t host_mnt_ns_ = 0;
+  ino_t host_pid_ns_ = 0;
+  std::mutex unmanaged_mutex_;
+  std::set<ino_t> alerted_;  // mount namespaces already reported as unmanaged
+  std::atomic<std::uint64_t> unvouched_{0};
   std::vector<std::thread> workers_;
   std::mutex jobs_mutex_;
   std::condition_variable jobs_cv_;
@@ -437,12 +457,26 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
       policies.push_back({{"name", name}, {"digest", "sha256:" + p->digest.hex()}});
     }
   }
+  json bpf = json::array();
+#ifdef CTRUST_WITH_BPF
+  if (bpf_) {
+    for (const auto& [name, digest] : bpf_->object_digests()) {
+      CTRUST_ASSIGN_OR_RETURN(crypto::Digest d,
+                              crypto::Digest::from_hex(crypto::HashAlg::kSha256,
+                                                       std::string_view(digest).substr(7)));
+      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e, named_digest_entry("ctrust-bpf:" + name, d,
+                                                                  config_.host_pcr));
+      entries.push_back(std::move(e));
+      bpf.push_back({{"name", name}, {"digest", digest}});
+    }
+  }
+#endif
   json doc = {{"event", "agent-start"},
               {"time", now_seconds()},
               {"binary", "sha256:" + self.hex()},
               {"config", "sha256:" + conf.hex()},
               {"policies", policies},
-              {"bpf", json::array()}};
+              {"bpf", bpf}};
   CTRUST_ASSIGN_OR_RETURN(imalog::Entry start, json_entry("ctrust:agent-start", doc, config_.host_pcr));
   entries.push_back(std::move(start));
   std::lock_guard lock(host_mutex_);
@@ -480,6 +514,27 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   vc.archive_on_destroy = config_.vtpm_archive;
   CTRUST_ASSIGN_OR_RETURN(vtpms_, tpm::VtpmManager::open(vc));
   CTRUST_TRY(load_policies());
+  {
+    struct stat st {};
+    if (::stat("/proc/self/ns/mnt", &st) == 0) host_mnt_ns_ = st.st_ino;
+    if (::stat("/proc/self/ns/pid", &st) == 0) host_pid_ns_ = st.st_ino;
+  }
+#ifdef CTRUST_WITH_BPF
+  if (config_.bpf) {
+    auto observer = events::BpfObserver::open({});
+    if (!observer) {
+      return std::move(observer).error().with_context(
+          "the BPF observers (set enforcement.bpf = false to run without them)");
+    }
+    bpf_ = std::move(*observer);
+    bpf_thread_ = std::thread([this] { bpf_loop(); });
+  }
+#else
+  if (config_.bpf) {
+    return Error(Errc::kUnsupported, "this ctrustd was built without BPF (CTRUST_WITH_BPF); set "
+                                     "enforcement.bpf = false");
+  }
+#endif
   CTRUST_TRY(record_agent_start(config_bytes));
   // Containers that were registered before a restart: their logs are closed and the gap
   // is on record; their marks died with the old fanotify group.
@@ -493,11 +548,37 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
                    "from then on are not vouched for",
                    id);
       (void)host_record("ctrust:agent-gap", {{"event", "agent-gap"}, {"container", id}});
+      record_gap(id, entry.path().string() + "/measurements.bin");
       (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600);
     }
   }
   spdlog::info("ctrustd ready");
   return ok_result();
+}
+
+// The container's own log says that it ran unwatched from some point on: a violation
+// record, extended into its vTPM. Opening the log also extends what a crash left unextended.
+void AgentImpl::record_gap(const std::string& id, const std::string& path) {
+  auto info = vtpms_->get(id);
+  if (!info || info->status != tpm::VtpmStatus::kRunning) {
+    spdlog::warn("{}: its vTPM is gone ({}): the log cannot be extended",
+                 id, info ? std::string(tpm::vtpm_status_name(info->status)) : info.error().message());
+    return;
+  }
+  auto done = [&]() -> Result<std::uint64_t> {
+    CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(info->tcti));
+    CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(path, std::move(vtpm)));
+    CTRUST_ASSIGN_OR_RETURN(imalog::Entry v,
+                            imalog::make_violation("ima-ng", 10, "ctrust:agent-gap",
+                                                   crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
+    CTRUST_TRY(log.append(v));
+    return log.reconciliation().extended_on_open;
+  }();
+  if (!done) {
+    spdlog::error("{}: recording the agent gap: {}", id, done.error().message());
+  } else if (*done > 0) {
+    spdlog::warn("{}: {} logged entries were extended into the vTPM only now", id, *done);
+  }
 }
 
 // --- events -------------------------------------------------------------------------------
@@ -678,6 +759,124 @@ void AgentImpl::publish(const json& event) {
       ++it;
     }
   }
+}
+
+// --- the BPF observers --------------------------------------------------------------------
+
+void AgentImpl::bpf_loop() {
+#ifdef CTRUST_WITH_BPF
+  std::uint64_t reported_lost = 0;
+  while (!stopping_) {
+    auto n = bpf_->poll(500, [this](const events::ObservedEvent& e) { observed(e); });
+    if (!n) spdlog::error("BPF observers: {}", n.error().message());
+    std::uint64_t lost = bpf_->lost();
+    if (lost != reported_lost) {
+      // Records the kernel could not queue: execs we cannot account for.
+      spdlog::error("BPF observers: {} records lost (ring buffer full)", lost - reported_lost);
+      publish({{"time", now_seconds()}, {"kind", "lost"}, {"records", lost - reported_lost}});
+      reported_lost = lost;
+    }
+  }
+#endif
+}
+
+#ifdef CTRUST_WITH_BPF
+// An exec that succeeded. fanotify asked about it if the file came through one of the
+// container's marked mounts (or a marked filesystem); otherwise nobody judged it.
+void AgentImpl::observed(const events::ObservedEvent& e) {
+  if (e.kind != events::ObservedKind::kExec || e.pid == ::getpid()) return;
+  std::shared_ptr<Container> c;
+  bool seen = false;
+  {
+    std::shared_lock lock(containers_mutex_);
+    auto it = by_mnt_ns_.find(static_cast<ino_t>(e.mnt_ns));
+    if (it != by_mnt_ns_.end()) {
+      c = it->second;
+      auto m = by_mount_.find(e.mnt_id);
+      seen = !e.fileless() && ((m != by_mount_.end() && m->second == c) ||
+                               filesystem_marks_.contains(e.dev));
+    }
+  }
+  if (!c) {
+    // An exec in a pid and mount namespace of their own that no container of ours has: a
+    // container started without the hook (or while the agent was down). Said once.
+    if (e.mnt_ns == host_mnt_ns_) return;
+    std::string pidns = "/proc/" + std::to_string(e.pid) + "/ns/pid";
+    struct stat st {};
+    if (::stat(pidns.c_str(), &st) != 0 || st.st_ino == host_pid_ns_) return;
+    {
+      std::lock_guard lock(unmanaged_mutex_);
+      if (alerted_.size() > 4096) alerted_.clear();
+      if (!alerted_.insert(static_cast<ino_t>(e.mnt_ns)).second) return;
+    }
+    spdlog::warn("unmanaged container: pid {} ran {} in mount namespace {} without the hook",
+                 e.pid, printable(e.filename, 256), e.mnt_ns);
+    publish({{"time", now_seconds()}, {"kind", "unmanaged"}, {"pid", e.pid},
+             {"mnt_ns", e.mnt_ns}, {"path", e.filename}});
+    return;
+  }
+  if (seen || c->mode == policy::Mode::kOff) return;
+  ++unvouched_;
+  bool end_it = c->mode == policy::Mode::kEnforce && config_.kill_unvouched;
+  std::string what = e.fileless() ? "a file on no filesystem (memfd or deleted)"
+                                  : "a file on a mount the agent does not watch";
+  // The kernel already ran it: the log must say so, and enforce ends the process.
+  if (end_it) ::kill(e.pid, SIGKILL);
+  std::string name = e.filename.empty() ? "(unnamed)" : e.filename;
+  auto v = imalog::make_violation("ima-ng", 10, name, crypto::HashAlg::kSha256,
+                                  crypto::HashAlg::kSha1);
+  if (v) {
+    if (auto r = c->log->append(*v); !r) {
+      spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+    }
+  }
+  spdlog::warn("{}: pid {} ran {} ({}), unseen by the enforcement path{}", c->id, e.pid,
+               printable(name, 256), what, end_it ? ": killed" : "");
+  publish({{"time", now_seconds()}, {"container", c->id}, {"kind", "violation"}, {"exec", true},
+           {"path", name}, {"mode", policy::mode_name(c->mode)}, {"pid", e.pid},
+           {"reason", "exec of " + what + (end_it ? "; the process was killed" : "")}});
+  c->guard->count_violation();
+}
+#endif
+
+// Processes in a pid and mount namespace of their own whose mount namespace is not a
+// registered container's: containers started without the hook or while the agent was down.
+json AgentImpl::unmanaged() {
+  std::map<ino_t, json> found;
+  std::set<ino_t> known;
+  {
+    std::shared_lock lock(containers_mutex_);
+    for (const auto& [ns, c] : by_mnt_ns_) known.insert(ns);
+  }
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat mnt {};
+    struct stat pid {};
+    if (::stat((entry.path() / "ns/mnt").c_str(), &mnt) != 0) continue;
+    if (::stat((entry.path() / "ns/pid").c_str(), &pid) != 0) continue;
+    if (mnt.st_ino == host_mnt_ns_ || pid.st_ino == host_pid_ns_ || known.contains(mnt.st_ino)) {
+      continue;
+    }
+    int p = std::stoi(name);
+    auto it = found.find(mnt.st_ino);
+    if (it != found.end()) {
+      it->second["processes"] = it->second["processes"].get<int>() + 1;
+      if (p < it->second["pid"].get<int>()) it->second["pid"] = p;
+      continue;
+    }
+    std::string comm;
+    if (auto bytes = read_file(entry.path().string() + "/comm", 64); bytes) {
+      comm.assign(bytes->begin(), bytes->end());
+      while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    }
+    found[mnt.st_ino] = {{"id", "mntns:" + std::to_string(mnt.st_ino)}, {"pid", p},
+                         {"mnt_ns", mnt.st_ino}, {"comm", printable(comm)}, {"processes", 1}};
+  }
+  json list = json::array();
+  for (auto& [ns, j] : found) list.push_back(std::move(j));
+  return list;
 }
 
 // --- containers ---------------------------------------------------------------------------
@@ -979,7 +1178,8 @@ Result<json> AgentImpl::remove(const std::string& id) {
     std::unique_lock lock(containers_mutex_);
     auto it = containers_.find(id);
     if (it == containers_.end()) {
-      return Error(Errc::kNotFound, "container " + printable(id) + " is not registered");
+      lock.unlock();
+      return remove_orphan(id);
     }
     c = it->second;
     containers_.erase(it);
@@ -1007,6 +1207,26 @@ Result<json> AgentImpl::remove(const std::string& id) {
   if (!destroyed) return std::move(destroyed).error();
   spdlog::info("{}: stopped; log kept at {}", c->id, c->log_path);
   return json{{"ok", true}, {"container", final}};
+}
+
+// A container registered by an agent before a restart (status "orphaned"): its books are
+// closed as for any other, without the counts the old agent took with it.
+Result<json> AgentImpl::remove_orphan(const std::string& id) {
+  if (!tpm::valid_container_id(id)) return Error(Errc::kInvalidArgument, "bad container id");
+  std::string dir = config_.containers_dir() + "/" + id;
+  auto status = read_file(dir + "/status", 64);
+  if (!status || std::string(status->begin(), status->end()) != "orphaned") {
+    return Error(Errc::kNotFound, "container " + printable(id) + " is not registered");
+  }
+  auto recorded = host_record("ctrust:container-stopped",
+                              {{"event", "container-stopped"}, {"container", id},
+                               {"orphaned", true}, {"time", now_seconds()}});
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
+  auto destroyed = vtpms_->destroy(id);
+  if (!recorded) return std::move(recorded).error();
+  if (!destroyed) return std::move(destroyed).error();
+  spdlog::info("{}: stopped (registered before the agent restarted)", id);
+  return json{{"ok", true}, {"container", {{"id", id}, {"orphaned", true}}}};
 }
 
 Result<json> AgentImpl::policy_load(const json& request) {
@@ -1056,7 +1276,8 @@ json AgentImpl::ps() {
   auto stats = cache_->stats();
   return {{"ok", true},
           {"containers", list},
-          {"unmanaged", json::array()},
+          {"unmanaged", unmanaged()},
+          {"unvouched_execs", unvouched_.load()},
           {"host_log", config_.host_dir() + "/measurements.bin"},
           {"host_pcr", config_.host_pcr},
           {"cache", {{"hits", stats.hits}, {"misses", stats.misses}, {"entries", stats.entries},
@@ -1179,6 +1400,7 @@ void AgentImpl::shutdown() {
     if (w.joinable()) w.join();
   }
   if (fanotify_thread_.joinable()) fanotify_thread_.join();
+  if (bpf_thread_.joinable()) bpf_thread_.join();
   // Queued events are answered with the fail verdict as their PendingEvents die; closing
   // the group then releases anything else pending.
   jobs_.clear();

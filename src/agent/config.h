@@ -48,6 +48,12 @@ struct AgentConfig {
 
   unsigned hash_threads = 2;
   std::size_t cache_entries = 16384;  // files whose digests are cached (one descriptor each)
+  // The BPF observers (exec completeness, containers started without the hook). When they
+  // cannot be loaded the agent does not start, unless this is false.
+  bool bpf = true;
+  // What an exec the enforcement path never saw (a memfd, an unmarked mount) costs an
+  // enforce container's process: it is killed (true), or only recorded as a violation.
+  bool kill_unvouched = true;
 
   // Derived paths.
   std::string vtpm_root() const { return state_dir + "/vtpm"; }

@@ -75,6 +75,11 @@ class ExecGuard {
   ExecDecision judge(const std::string& event_path, const Result<Measured>& measured);
 
   policy::Mode mode() const { return mode_; }
+  // A violation recorded elsewhere (the BPF observers), for the counts.
+  void count_violation() {
+    std::lock_guard lock(mutex_);
+    ++counters_.violations;
+  }
   // The path as the container sees it.
   std::string container_path(const std::string& path) const;
   ExecCounters counters() const;

@@ -292,6 +292,12 @@ expect $R $ID "... copied up and changed: denied" denied "echo x >> /opt/bb/busy
 expect $R $ID "replaced shared library is caught" fails \
   "cp /lib/x86_64-linux-gnu/libc.so.6 /tmp/libc && echo x >> /tmp/libc && mv /tmp/libc /lib/x86_64-linux-gnu/libc.so.6; /bin/dyntrue"
 check_eq "$ID: every denial counted" "$(info $ID .counts.denials)" 15
+# A memfd is on no filesystem fanotify can mark: the BPF exec observer sees it run, the log
+# gets a violation record, and in enforce the process is killed.
+expect $R $ID "a memfd exec is killed" fails "ctrust-test-helper memfdexec /bin/busybox sleep 3"
+check_eq "$ID: the memfd exec is a violation" "$(info $ID .counts.violations)" 1
+check_eq "$ID: ... with a violation record in the log" \
+  "$("$CTRUST" log show --socket "$SOCK" --container $ID --json | jq '[.[] | select(.violation)] | length')" 1
 names=$(log_names $ID)
 check_eq "$ID: log starts with boot_aggregate, image, policy" "$(head -3 <<<"$names" | tr '\n' ' ')" \
   "boot_aggregate ctrust:image ctrust:policy:bb "
@@ -325,6 +331,8 @@ check_eq "$ID: the violation record follows the measurement" \
 expect $R $ID "measure: changed through mmap runs and is measured again" ok \
   "mkdir /tmp/m && cp /bin/busybox /tmp/m/ && /tmp/m/busybox true && ctrust-test-helper mmapwrite /tmp/m/busybox && /tmp/m/busybox true"
 check_eq "$ID: both contents of /tmp/m/busybox are logged" "$(log_names $ID | grep -c -x /tmp/m/busybox)" 2
+expect $R $ID "measure: a memfd exec runs" ok "ctrust-test-helper memfdexec /bin/busybox true"
+check_eq "$ID: ... and is a violation" "$(info $ID .counts.violations)" 2
 replays $ID
 
 # --- two containers of one image -----------------------------------------------------------
@@ -362,6 +370,51 @@ for c in runc:enf-runc crun:enf-crun; do
   check_eq "$id: gone from ps" "$(info "$id" .id)" ""
   check "$id: log kept" test -s "$STATE/containers/$id/measurements.bin"
 done
+
+# --- containers the agent did not start -------------------------------------------------
+bundle runc nohook
+jq 'del(.hooks)' "$WORK/bundles/nohook/config.json" >"$WORK/nohook.json"
+mv "$WORK/nohook.json" "$WORK/bundles/nohook/config.json"
+CONTAINERS+=("runc:nohook")
+check "a container without the hook starts" sh -c "cd $WORK/bundles/nohook && runc run -d nohook </dev/null >/dev/null 2>&1"
+nohook_pid=$(runc state nohook | jq -r .pid)
+check_eq "ps reports it as unmanaged" \
+  "$("$CTRUST" ps --socket "$SOCK" --json | jq --argjson p "$nohook_pid" '[.unmanaged[] | select(.pid == $p)] | length')" 1
+
+# --- kill -9 of the agent, then a restart --------------------------------------------------
+R=runc
+ID=gap-runc
+check "$R run before the crash" run_container $R $ID '{"io.ctrust.policy": "bb-measure"}'
+expect $R $ID "runs before the crash" ok "/bin/true && /bin/dyntrue"
+before=$("$CTRUST" log show --socket "$SOCK" --container $ID --json | jq length)
+kill -9 "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null || true
+AGENT_PID=""
+expect $R $ID "the container lives on without the agent" ok /bin/true
+check_exit "a new container is refused while the agent is down (fail-closed hook)" 1 \
+  run_container $R down-runc '{"io.ctrust.policy": "bb"}'
+start_agent
+after=$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq length)
+check_eq "no acknowledged entry lost (and one gap record)" "$after" "$((before + 1))"
+check_eq "the gap is a violation record in the container's log" \
+  "$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq -r '.[-1] | "\(.name) \(.violation)"')" \
+  "ctrust:agent-gap true"
+GT=$(jq -r .vtpm.tcti "$STATE/containers/$ID/container.json")
+pcr_file 10 "$("$CTRUST" tpm pcrread --tcti "$GT" sha1:10 --json | jq -r '.sha1["10"]')" >"$WORK/gap.sha1.pcrs"
+pcr_file 10 "$("$CTRUST" tpm pcrread --tcti "$GT" sha256:10 --json | jq -r '.sha256["10"]')" >"$WORK/gap.sha256.pcrs"
+check "the log still replays to its vTPM after the restart" "$CTRUST" log verify \
+  --pcrs "$WORK/gap.sha1.pcrs" --pcrs "$WORK/gap.sha256.pcrs" "$STATE/containers/$ID/measurements.bin"
+check "the host log records the gap" sh -c "'$CTRUST' log show --json '$STATE/host/measurements.bin' | jq -e 'any(.[]; .name == \"ctrust:agent-gap\")' >/dev/null"
+gap_pid=$(runc state $ID | jq -r .pid)
+check_eq "the orphaned container is reported as unmanaged" \
+  "$("$CTRUST" ps --socket "$SOCK" --json | jq --argjson p "$gap_pid" '[.unmanaged[] | select(.pid == $p)] | length')" 1
+runc kill $ID KILL >/dev/null 2>&1 || true
+for _ in $(seq 100); do runc state $ID 2>/dev/null | grep -q '"stopped"' && break; sleep 0.05; done
+check "poststop of the orphaned container closes its books" runc delete $ID
+check_eq "... its vTPM is destroyed" "$(ls "$STATE/vtpm/containers/" | grep -c -x $ID || true)" 0
+check "new containers are measured again after the restart" run_container $R after-runc '{"io.ctrust.policy": "bb"}'
+expect $R after-runc "listed binary runs after the restart" ok /bin/true
+expect $R after-runc "unlisted binary is denied after the restart" denied /unlisted/true
 
 # --- the host log --------------------------------------------------------------------------
 HT="swtpm:path=$STATE/host/host-tpm/tpm.sock"
