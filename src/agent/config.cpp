@@ -151,7 +151,6 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(containers.mode("default_mode", c.default_mode));
   CTRUST_TRY(containers.string("default_policy", c.default_policy));
   CTRUST_TRY(containers.boolean("annotations_may_weaken", c.annotations_may_weaken));
-  CTRUST_TRY(containers.boolean("hook_fail_closed", c.hook_fail_closed));
   CTRUST_TRY(containers.no_unknown_keys());
 
   Section policies(subtable(root, "policies"), "policies", origin);

@@ -34,9 +34,6 @@ struct AgentConfig {
   std::string default_policy;
   // io.ctrust.mode may only make a container's mode stricter unless this is true.
   bool annotations_may_weaken = false;
-  // What the hook does when it cannot reach the agent: refuse the start (true), or let
-  // the container run unmeasured (false, logged by the hook).
-  bool hook_fail_closed = true;
 
   std::string policy_dir;                 // default STATE/policies
   std::vector<std::string> policy_trust;  // PEM files of trusted signer keys or CAs

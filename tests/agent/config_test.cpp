@@ -25,7 +25,8 @@ TEST(AgentConfig, EmptyTextGivesTheDefaults) {
     EXPECT_EQ(c->default_mode, policy::Mode::kMeasure);
     EXPECT_EQ(c->default_policy, "");
     EXPECT_FALSE(c->annotations_may_weaken);
-    EXPECT_TRUE(c->hook_fail_closed);
+    EXPECT_TRUE(c->bpf);
+    EXPECT_TRUE(c->kill_unvouched);
     EXPECT_EQ(c->policy_dir, "");
     EXPECT_TRUE(c->policy_trust.empty());
     EXPECT_FALSE(c->allow_unsigned_policies);
@@ -37,6 +38,31 @@ TEST(AgentConfig, EmptyTextGivesTheDefaults) {
     EXPECT_EQ(c->policies(), "/var/lib/ctrust/policies");
     EXPECT_EQ(c->vtpm_root(), "/var/lib/ctrust/vtpm");
   }
+}
+
+// deploy/ctrustd.toml documents the defaults: it must parse to exactly them.
+TEST(AgentConfig, TheShippedConfigFileIsTheDefaults) {
+  auto c = load_config(std::string(CTRUST_TEST_DATA_DIR) + "/../../deploy/ctrustd.toml", true);
+  ASSERT_TRUE(c) << c.error().message();
+  AgentConfig d;
+  EXPECT_EQ(c->state_dir, d.state_dir);
+  EXPECT_EQ(c->socket, d.socket);
+  EXPECT_EQ(c->log_level, d.log_level);
+  EXPECT_EQ(c->host_tcti, d.host_tcti);
+  EXPECT_EQ(c->host_pcr, d.host_pcr);
+  EXPECT_EQ(c->default_mode, d.default_mode);
+  EXPECT_EQ(c->default_policy, d.default_policy);
+  EXPECT_EQ(c->annotations_may_weaken, d.annotations_may_weaken);
+  EXPECT_EQ(c->policy_dir, d.policy_dir);
+  EXPECT_EQ(c->policy_trust, d.policy_trust);
+  EXPECT_EQ(c->allow_unsigned_policies, d.allow_unsigned_policies);
+  EXPECT_EQ(c->vtpm_pool, d.vtpm_pool);
+  EXPECT_EQ(c->vtpm_max, d.vtpm_max);
+  EXPECT_EQ(c->vtpm_archive, d.vtpm_archive);
+  EXPECT_EQ(c->hash_threads, d.hash_threads);
+  EXPECT_EQ(c->cache_entries, d.cache_entries);
+  EXPECT_EQ(c->bpf, d.bpf);
+  EXPECT_EQ(c->kill_unvouched, d.kill_unvouched);
 }
 
 TEST(AgentConfig, ParsesEveryDocumentedKey) {
@@ -53,7 +79,6 @@ pcr = 14
 default_mode = "enforce"
 default_policy = "base"
 annotations_may_weaken = true
-hook_fail_closed = false
 
 [policies]
 dir = "/etc/ctrust/policies"
@@ -68,6 +93,8 @@ archive_on_destroy = false
 [enforcement]
 hash_threads = 8
 cache_entries = 1048576
+bpf = false
+kill_unvouched = false
 )",
                         kOrigin);
   ASSERT_TRUE(c) << c.error().message();
@@ -79,7 +106,6 @@ cache_entries = 1048576
   EXPECT_EQ(c->default_mode, policy::Mode::kEnforce);
   EXPECT_EQ(c->default_policy, "base");
   EXPECT_TRUE(c->annotations_may_weaken);
-  EXPECT_FALSE(c->hook_fail_closed);
   EXPECT_EQ(c->policy_dir, "/etc/ctrust/policies");
   EXPECT_EQ(c->policies(), "/etc/ctrust/policies");
   EXPECT_EQ(c->policy_trust, (std::vector<std::string>{"/etc/ctrust/a.pem", "/etc/ctrust/b.pem"}));
@@ -89,6 +115,8 @@ cache_entries = 1048576
   EXPECT_FALSE(c->vtpm_archive);
   EXPECT_EQ(c->hash_threads, 8U);
   EXPECT_EQ(c->cache_entries, std::size_t{1} << 20);
+  EXPECT_FALSE(c->bpf);
+  EXPECT_FALSE(c->kill_unvouched);
   EXPECT_EQ(c->vtpm_root(), "/srv/ctrust/vtpm");
   EXPECT_EQ(c->containers_dir(), "/srv/ctrust/containers");
 }
@@ -159,7 +187,7 @@ TEST(AgentConfig, RefusesWrongTypesNamingTheKey) {
       {"[host_tpm]\npcr = 13.0\n", {"host_tpm.pcr", "an integer"}},
       {"[containers]\nannotations_may_weaken = \"yes\"\n",
        {"containers.annotations_may_weaken", "true or false"}},
-      {"[containers]\nhook_fail_closed = 1\n", {"containers.hook_fail_closed", "true or false"}},
+      {"[enforcement]\nbpf = 1\n", {"enforcement.bpf", "true or false"}},
       {"[containers]\ndefault_mode = 3\n", {"containers.default_mode", "a string"}},
       {"[containers]\ndefault_policy = {}\n", {"containers.default_policy", "a string"}},
       {"[policies]\ndir = 1979-05-27\n", {"policies.dir", "a string"}},
