@@ -202,6 +202,17 @@ expect() {
 info() {  # ID JQ: a field of the container from ctrust ps --json
   "$CTRUST" ps --socket "$SOCK" --json | jq -r --arg id "$1" ".containers[] | select(.id == \$id) | $2" || true
 }
+# settle ID JQ WANT: waits up to 3 s for a field to reach WANT (the BPF observer reports an
+# exec after it happened, asynchronously), then prints it.
+settle() {
+  local v
+  for _ in $(seq 60); do
+    v=$(info "$1" "$2")
+    [ "$v" = "$3" ] && break
+    sleep 0.05
+  done
+  echo "$v"
+}
 # crun refuses this machine's hybrid cgroup layout (cgroup v1 controllers beside an empty
 # cgroup2 mount): run it where the cgroup2 mount is hidden.
 crun() {
@@ -252,7 +263,15 @@ check_eq "$ID: policy" "$(info $ID .policy)" "bb"
 check_eq "$ID: image digest is the image's" "$(info $ID .image)" \
   "$("$CTRUST" image digest "$IMG" --json | jq -r .digest)"
 expect $R $ID "listed binary runs" ok /bin/true
+timeout 20 "$CTRUST" events --follow --json --count 1 --socket "$SOCK" >"$WORK/events.out" &
+events_pid=$!
+sleep 0.3
 expect $R $ID "unlisted binary is denied" denied /unlisted/true
+wait "$events_pid" || true
+check_eq "events --follow reports the denial" \
+  "$(jq -r '"\(.container) \(.kind) \(.path) \(.judged)"' "$WORK/events.out")" \
+  "enf-runc denied /unlisted/true unknown-digest"
+check_exit "events without --follow is a usage error" 2 "$CTRUST" events --socket "$SOCK"
 expect $R $ID "listed dynamic binary runs (ld.so and libc listed)" ok /bin/dyntrue
 expect $R $ID "unlisted binary through ld.so" fails /lib64/ld-linux-x86-64.so.2 /unlisted/dyntrue
 # Unlisted content made inside the container (an unlisted ELF file cannot even be opened
@@ -295,7 +314,7 @@ check_eq "$ID: every denial counted" "$(info $ID .counts.denials)" 15
 # A memfd is on no filesystem fanotify can mark: the BPF exec observer sees it run, the log
 # gets a violation record, and in enforce the process is killed.
 expect $R $ID "a memfd exec is killed" fails "ctrust-test-helper memfdexec /bin/busybox sleep 3"
-check_eq "$ID: the memfd exec is a violation" "$(info $ID .counts.violations)" 1
+check_eq "$ID: the memfd exec is a violation" "$(settle $ID .counts.violations 1)" 1
 check_eq "$ID: ... with a violation record in the log" \
   "$("$CTRUST" log show --socket "$SOCK" --container $ID --json | jq '[.[] | select(.violation)] | length')" 1
 names=$(log_names $ID)
@@ -332,7 +351,7 @@ expect $R $ID "measure: changed through mmap runs and is measured again" ok \
   "mkdir /tmp/m && cp /bin/busybox /tmp/m/ && /tmp/m/busybox true && ctrust-test-helper mmapwrite /tmp/m/busybox && /tmp/m/busybox true"
 check_eq "$ID: both contents of /tmp/m/busybox are logged" "$(log_names $ID | grep -c -x /tmp/m/busybox)" 2
 expect $R $ID "measure: a memfd exec runs" ok "ctrust-test-helper memfdexec /bin/busybox true"
-check_eq "$ID: ... and is a violation" "$(info $ID .counts.violations)" 2
+check_eq "$ID: ... and is a violation" "$(settle $ID .counts.violations 2)" 2
 replays $ID
 
 # --- two containers of one image -----------------------------------------------------------
