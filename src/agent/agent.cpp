@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -46,6 +47,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+constexpr decltype(statfs::f_type) kOverlayMagic = 0x794c7630;
+constexpr decltype(statfs::f_type) kTmpfsMagic = 0x01021994;
 
 std::int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -149,6 +153,9 @@ struct Mark {
   // file holds the real upper file, not the overlay inode, so the digest cache leases both.
   UniqueFd upper;
   bool no_cache = false;  // overlay whose upper directory the agent cannot reach
+  // Verdicts may be cached in the kernel (ignore marks) only for files no other container
+  // can reach: an overlay or tmpfs of this container's own, whose device no other mark has.
+  std::shared_ptr<std::atomic<bool>> kernel_cache = std::make_shared<std::atomic<bool>>(false);
 };
 
 // mountinfo escapes space, tab, newline and backslash as \NNN (octal).
@@ -499,6 +506,18 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   options.on_error = events::Verdict::kDeny;
   CTRUST_ASSIGN_OR_RETURN(events::FanotifyMonitor monitor, events::FanotifyMonitor::create(options));
   monitor_.emplace(std::move(monitor));
+  cache_->set_kernel_hooks(
+      {[this](int fd) {
+         auto r = monitor_->ignore(fd);
+         if (!r) spdlog::debug("{}", r.error().message());
+         return r.ok();
+       },
+       [this](int fd) {
+         if (auto r = monitor_->unignore(fd); !r) {
+           // The kernel would keep skipping a file that may now change: say it loudly.
+           spdlog::error("{}", r.error().message());
+         }
+       }});
   // The event thread first: everything after this may touch marked files.
   fanotify_thread_ = std::thread([this] { fanotify_loop(); });
   for (unsigned i = 0; i < config_.hash_threads; ++i) {
@@ -717,7 +736,18 @@ void AgentImpl::process(Job job) {
       std::vector<UniqueFd> fds;
       fds.push_back(job.event.take_fd());
       for (auto& u : upper) fds.push_back(std::move(u));
-      (void)cache_->finish(job.key, std::move(fds), measured->digest);
+      // The kernel may answer for us next time if the answer cannot change: allowed, not
+      // a violation, on a mount only this container has, and (in enforce) for any path.
+      bool kernel = false;
+      if (d.verdict == events::Verdict::kAllow && !d.violation && d.error.empty()) {
+        for (const auto& m : c.marks) {
+          if (m.mnt_id == job.mnt_id) kernel = m.kernel_cache->load();
+        }
+        if (kernel && c.mode == policy::Mode::kEnforce && c.policy) {
+          kernel = c.policy->compiled->paths_for(measured->digest).empty();
+        }
+      }
+      (void)cache_->finish(job.key, std::move(fds), measured->digest, kernel);
     } else {
       cache_->abandon(e.fd);
     }
@@ -911,6 +941,11 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
       CTRUST_TRY(monitor_->mark_filesystem_fd(fd.get(), what));
       m.filesystem = true;
       spdlog::info("{}: {} is not a mount of its own; marked its whole filesystem", c.id, what);
+    }
+    struct statfs sfs {};
+    if (!m.filesystem && !m.no_cache && ::fstatfs(fd.get(), &sfs) == 0 &&
+        (sfs.f_type == kOverlayMagic || sfs.f_type == kTmpfsMagic)) {
+      m.kernel_cache->store(true);
     }
     m.fd = std::move(fd);
     c.marks.push_back(std::move(m));
@@ -1138,6 +1173,7 @@ Result<json> AgentImpl::create(const json& request) {
       if (c->mnt_ns != 0) by_mnt_ns_[c->mnt_ns] = c;
     }
     CTRUST_TRY(mark_container(*c, config));
+    std::vector<std::uint64_t> shared_with;
     {
       std::unique_lock lock(containers_mutex_);
       for (const auto& m : c->marks) {
@@ -1147,7 +1183,21 @@ Result<json> AgentImpl::create(const json& request) {
           by_mount_[m.mnt_id] = c;
         }
       }
+      // A device another container also has marks on: neither may cache in the kernel,
+      // because an ignore mark is per inode and would skip the other's judgement too.
+      for (const auto& [id, other] : containers_) {
+        if (other == c) continue;
+        for (auto& om : other->marks) {
+          for (auto& m : c->marks) {
+            if (om.dev != m.dev) continue;
+            om.kernel_cache->store(false);
+            m.kernel_cache->store(false);
+            shared_with.push_back(other->number);
+          }
+        }
+      }
     }
+    for (auto n : shared_with) cache_->drop_owner(n);  // their ignore marks go
     CTRUST_TRY(write_file_atomic(dir + "/container.json", as_bytes(container_json(*c).dump(2) + "\n"), 0600));
     CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
     return ok_result();
@@ -1281,7 +1331,8 @@ json AgentImpl::ps() {
           {"host_log", config_.host_dir() + "/measurements.bin"},
           {"host_pcr", config_.host_pcr},
           {"cache", {{"hits", stats.hits}, {"misses", stats.misses}, {"entries", stats.entries},
-                     {"broken", stats.broken}, {"writers", stats.writers}}}};
+                     {"broken", stats.broken}, {"writers", stats.writers},
+                     {"kernel", stats.kernel}, {"evicted", stats.evicted}}}};
 }
 
 json AgentImpl::handle(const json& request) {

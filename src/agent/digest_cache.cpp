@@ -54,6 +54,7 @@ DigestCache::DigestCache(DigestCache&& other) noexcept
   by_fd_ = std::move(other.by_fd_);
   pending_ = std::move(other.pending_);
   stats_ = other.stats_;
+  hooks_ = std::move(other.hooks_);
 }
 
 DigestCache::~DigestCache() = default;
@@ -118,13 +119,25 @@ bool DigestCache::finish(const FileKey& key, UniqueFd fd, const crypto::Digest& 
 }
 
 void DigestCache::erase_locked(std::list<Slot>::iterator it) {
+  // The kernel must ask again before any lease is released and a writer can go on.
+  if (it->ignored && hooks_.unignore) hooks_.unignore(it->fds[0].get());
   for (const auto& f : it->fds) by_fd_.erase(f.get());
   by_key_.erase(it->key);
   lru_.erase(it);  // closes the descriptors, releasing their leases
 }
 
+void DigestCache::set_kernel_hooks(KernelHooks hooks) {
+  std::lock_guard lock(mutex_);
+  hooks_ = std::move(hooks);
+}
+
 bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
                          const crypto::Digest& digest) {
+  return finish(key, std::move(fds), digest, false);
+}
+
+bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
+                         const crypto::Digest& digest, bool kernel) {
   std::lock_guard lock(mutex_);
   bool broken = fds.empty();
   for (const auto& f : fds) {
@@ -140,9 +153,14 @@ bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
   }
   std::vector<int> raw;
   for (const auto& f : fds) raw.push_back(f.get());
-  lru_.push_front(Slot{key, std::move(fds), digest});
+  lru_.push_front(Slot{key, std::move(fds), digest, false});
   by_key_[key] = lru_.begin();
   for (int r : raw) by_fd_[r] = lru_.begin();
+  // Under the lock: a lease break handled after this sees `ignored` and undoes it first.
+  if (kernel && hooks_.ignore && hooks_.ignore(raw[0])) {
+    lru_.front().ignored = true;
+    ++stats_.kernel;
+  }
   return true;
 }
 
@@ -177,9 +195,7 @@ void DigestCache::drain() {
         // broke; drop everything rather than keep one stale digest.
         for (auto& [fd, broken] : pending_) broken = true;
         stats_.broken += lru_.size();
-        by_fd_.clear();
-        by_key_.clear();
-        lru_.clear();
+        while (!lru_.empty()) erase_locked(lru_.begin());
       }
     }
   }
@@ -196,9 +212,7 @@ void DigestCache::drop_owner(std::uint64_t owner) {
 
 void DigestCache::clear() {
   std::lock_guard lock(mutex_);
-  by_fd_.clear();
-  by_key_.clear();
-  lru_.clear();
+  while (!lru_.empty()) erase_locked(lru_.begin());
 }
 
 DigestCacheStats DigestCache::stats() {

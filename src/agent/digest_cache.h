@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,7 @@ struct DigestCacheStats {
   std::uint64_t broken = 0;   // leases broken by a writer (entries dropped)
   std::uint64_t writers = 0;  // files that had a writer when asked
   std::uint64_t evicted = 0;
+  std::uint64_t kernel = 0;  // entries cached in the kernel too (ignore marks)
   std::size_t entries = 0;
 };
 
@@ -89,6 +91,18 @@ class DigestCache {
   // only if none of their leases broke.
   bool finish(const FileKey& key, std::vector<UniqueFd> fds, const crypto::Digest& digest);
 
+  // Kernel-side caching: when finish() is given `kernel = true` and caches, it calls
+  // `ignore(fds[0])` (the caller's fanotify ignore mark); when such an entry is dropped for
+  // any reason (lease break, eviction, owner), `unignore(fds[0])` runs before the leases
+  // are released, so no writer can change the file while the kernel skips the agent.
+  struct KernelHooks {
+    std::function<bool(int)> ignore;  // true if the mark was set
+    std::function<void(int)> unignore;
+  };
+  void set_kernel_hooks(KernelHooks hooks);
+  bool finish(const FileKey& key, std::vector<UniqueFd> fds, const crypto::Digest& digest,
+              bool kernel);
+
   // Gives up a begin() whose file could not be measured (the caller closes `fd`).
   void abandon(int fd);
 
@@ -113,6 +127,7 @@ class DigestCache {
     FileKey key;
     std::vector<UniqueFd> fds;  // each holds a lease
     crypto::Digest digest;
+    bool ignored = false;  // a kernel ignore mark is set on fds[0]'s inode
   };
   DigestCache(UniqueFd signal_fd, std::size_t max) : signal_fd_(std::move(signal_fd)), max_(max) {}
   void drop_fd_locked(int fd);
@@ -126,6 +141,7 @@ class DigestCache {
   std::unordered_map<int, std::list<Slot>::iterator> by_fd_;
   std::unordered_map<int, bool> pending_;  // fd -> lease broke since begin()
   DigestCacheStats stats_;
+  KernelHooks hooks_;
 };
 
 }  // namespace ctrust::agent

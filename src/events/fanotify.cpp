@@ -89,6 +89,22 @@ Result<void> FanotifyMonitor::unmark_mount_fd(int fd, const std::string& what) {
   return mark_fd(FAN_MARK_REMOVE | FAN_MARK_MOUNT, fd, "the mount at " + what);
 }
 
+Result<void> FanotifyMonitor::ignore(int fd) {
+  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_IGNORED_MASK, mask(), fd, nullptr) != 0) {
+    return errno_error("adding an ignore mark", errno);
+  }
+  return ok_result();
+}
+
+Result<void> FanotifyMonitor::unignore(int fd) {
+  if (::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_IGNORED_MASK, mask(), fd, nullptr) !=
+      0) {
+    if (errno == ENOENT) return ok_result();  // not there: nothing to undo
+    return errno_error("removing an ignore mark", errno);
+  }
+  return ok_result();
+}
+
 PendingEvent::PendingEvent(PendingEvent&& other) noexcept
     : group_fd_(other.group_fd_),
       file_(std::move(other.file_)),

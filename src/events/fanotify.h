@@ -92,6 +92,12 @@ class FanotifyMonitor {
   Result<void> unmark_filesystem_fd(int fd, const std::string& what);
   Result<void> unmark_mount_fd(int fd, const std::string& what);
 
+  // A verdict cached in the kernel: no more permission events for the inode of `fd` (an
+  // open, non-O_PATH descriptor) until unignore(). Only for files nobody can change
+  // unseen (the agent holds a lease on them, see agent/digest_cache.h).
+  Result<void> ignore(int fd);
+  Result<void> unignore(int fd);
+
   // Reads what is ready (waiting up to `timeout_ms`, -1 forever) and hands every
   // permission event to `dispatch`, which answers it now or later; returns how many.
   using Dispatch = std::function<void(PendingEvent)>;
