@@ -146,10 +146,13 @@ int run_events(const EventsArgs& args) {
     } else {
       auto ev = json::parse(*line, nullptr, false);
       if (ev.is_discarded() || !ev.is_object()) continue;
+      // The reason when there is one, else the policy's verdict (unknown-digest, ...).
+      std::string why = ev.value("reason", "");
+      if (why.empty()) why = ev.value("judged", "");
       std::printf("%s %-9s %s %s%s%s\n", ev.value("container", "").c_str(),
                   ev.value("kind", "").c_str(), ev.value("exec", false) ? "exec" : "open",
-                  printable(ev.value("path", ""), 512).c_str(),
-                  ev.contains("reason") ? ": " : "", ev.value("reason", "").c_str());
+                  printable(ev.value("path", ""), 512).c_str(), why.empty() ? "" : ": ",
+                  why.c_str());
     }
     std::fflush(stdout);
   }
