@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -164,8 +164,8 @@ std::string unescape_mountinfo(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto octal = [&](std::size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '7'; };
     if (s[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-      out.push_back(static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) |
-                                      (s[i + 3] - '0')));
+      out.push_back(
+          static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0')));
       i += 3;
     } else {
       out.push_back(s[i]);
@@ -383,9 +383,9 @@ Result<std::shared_ptr<LoadedPolicy>> AgentImpl::read_policy(const std::string& 
   std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   auto parsed = policy::parse_policy(text);
   if (!parsed) return std::move(parsed).error().with_context(path);
-  auto loaded = std::make_shared<LoadedPolicy>(LoadedPolicy{
-      parsed->name, path, crypto::Digest::zero(crypto::HashAlg::kSha256), std::move(*parsed),
-      std::nullopt, ""});
+  auto loaded = std::make_shared<LoadedPolicy>(
+      LoadedPolicy{parsed->name, path, crypto::Digest::zero(crypto::HashAlg::kSha256),
+                   std::move(*parsed), std::nullopt, ""});
   CTRUST_ASSIGN_OR_RETURN(loaded->digest, crypto::digest_bytes(crypto::HashAlg::kSha256, bytes));
   if (loaded->policy.signature) {
     CTRUST_ASSIGN_OR_RETURN(policy::VerifyResult v,
@@ -394,8 +394,9 @@ Result<std::shared_ptr<LoadedPolicy>> AgentImpl::read_policy(const std::string& 
     loaded->signer = v.signer;
   } else if (!config_.allow_unsigned_policies) {
     return Error(Errc::kInvalidArgument,
-                 path + ": the policy is not signed (sign it with `ctrust policy sign`, or set "
-                        "policies.allow_unsigned for experiments)");
+                 path +
+                     ": the policy is not signed (sign it with `ctrust policy sign`, or set "
+                     "policies.allow_unsigned for experiments)");
   } else {
     if (auto problem = policy::validity_problem(loaded->policy, now_seconds()); !problem.empty()) {
       return Error(Errc::kInvalidArgument, path + ": " + problem);
@@ -447,7 +448,8 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
   std::vector<imalog::Entry> entries;
   CTRUST_ASSIGN_OR_RETURN(crypto::Digest self,
                           crypto::digest_file(crypto::HashAlg::kSha256, "/proc/self/exe"));
-  CTRUST_ASSIGN_OR_RETURN(imalog::Entry binary, named_digest_entry("ctrustd", self, config_.host_pcr));
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry binary,
+                          named_digest_entry("ctrustd", self, config_.host_pcr));
   entries.push_back(std::move(binary));
   CTRUST_ASSIGN_OR_RETURN(crypto::Digest conf,
                           crypto::digest_bytes(crypto::HashAlg::kSha256, as_bytes(config_bytes)));
@@ -458,8 +460,8 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
   {
     std::lock_guard lock(policies_mutex_);
     for (const auto& [name, p] : policies_) {
-      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e,
-                              named_digest_entry("ctrust-policy:" + name, p->digest, config_.host_pcr));
+      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e, named_digest_entry("ctrust-policy:" + name,
+                                                                  p->digest, config_.host_pcr));
       entries.push_back(std::move(e));
       policies.push_back({{"name", name}, {"digest", "sha256:" + p->digest.hex()}});
     }
@@ -468,11 +470,11 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
 #ifdef CTRUST_WITH_BPF
   if (bpf_) {
     for (const auto& [name, digest] : bpf_->object_digests()) {
-      CTRUST_ASSIGN_OR_RETURN(crypto::Digest d,
-                              crypto::Digest::from_hex(crypto::HashAlg::kSha256,
-                                                       std::string_view(digest).substr(7)));
-      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e, named_digest_entry("ctrust-bpf:" + name, d,
-                                                                  config_.host_pcr));
+      CTRUST_ASSIGN_OR_RETURN(
+          crypto::Digest d,
+          crypto::Digest::from_hex(crypto::HashAlg::kSha256, std::string_view(digest).substr(7)));
+      CTRUST_ASSIGN_OR_RETURN(imalog::Entry e,
+                              named_digest_entry("ctrust-bpf:" + name, d, config_.host_pcr));
       entries.push_back(std::move(e));
       bpf.push_back({{"name", name}, {"digest", digest}});
     }
@@ -484,7 +486,8 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
               {"config", "sha256:" + conf.hex()},
               {"policies", policies},
               {"bpf", bpf}};
-  CTRUST_ASSIGN_OR_RETURN(imalog::Entry start, json_entry("ctrust:agent-start", doc, config_.host_pcr));
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry start,
+                          json_entry("ctrust:agent-start", doc, config_.host_pcr));
   entries.push_back(std::move(start));
   std::lock_guard lock(host_mutex_);
   return host_log_->append(entries);
@@ -504,20 +507,21 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   options.exec = true;
   options.open = true;  // shared objects and scripts
   options.on_error = events::Verdict::kDeny;
-  CTRUST_ASSIGN_OR_RETURN(events::FanotifyMonitor monitor, events::FanotifyMonitor::create(options));
+  CTRUST_ASSIGN_OR_RETURN(events::FanotifyMonitor monitor,
+                          events::FanotifyMonitor::create(options));
   monitor_.emplace(std::move(monitor));
-  cache_->set_kernel_hooks(
-      {[this](int fd) {
-         auto r = monitor_->ignore(fd);
-         if (!r) spdlog::debug("{}", r.error().message());
-         return r.ok();
-       },
-       [this](int fd) {
-         if (auto r = monitor_->unignore(fd); !r) {
-           // The kernel would keep skipping a file that may now change: say it loudly.
-           spdlog::error("{}", r.error().message());
-         }
-       }});
+  cache_->set_kernel_hooks({[this](int fd) {
+                              auto r = monitor_->ignore(fd);
+                              if (!r) spdlog::debug("{}", r.error().message());
+                              return r.ok();
+                            },
+                            [this](int fd) {
+                              if (auto r = monitor_->unignore(fd); !r) {
+                                // The kernel would keep skipping a file that may now change: say it
+                                // loudly.
+                                spdlog::error("{}", r.error().message());
+                              }
+                            }});
   // The event thread first: everything after this may touch marked files.
   fanotify_thread_ = std::thread([this] { fanotify_loop(); });
   for (unsigned i = 0; i < config_.hash_threads; ++i) {
@@ -550,8 +554,9 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   }
 #else
   if (config_.bpf) {
-    return Error(Errc::kUnsupported, "this ctrustd was built without BPF (CTRUST_WITH_BPF); set "
-                                     "enforcement.bpf = false");
+    return Error(Errc::kUnsupported,
+                 "this ctrustd was built without BPF (CTRUST_WITH_BPF); set "
+                 "enforcement.bpf = false");
   }
 #endif
   CTRUST_TRY(record_agent_start(config_bytes));
@@ -563,9 +568,10 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
     std::string status = entry.path().string() + "/status";
     auto bytes = read_file(status, 64);
     if (bytes && std::string(bytes->begin(), bytes->end()) == "running") {
-      spdlog::warn("container {} was registered when the agent stopped; its measurements "
-                   "from then on are not vouched for",
-                   id);
+      spdlog::warn(
+          "container {} was registered when the agent stopped; its measurements "
+          "from then on are not vouched for",
+          id);
       (void)host_record("ctrust:agent-gap", {{"event", "agent-gap"}, {"container", id}});
       record_gap(id, entry.path().string() + "/measurements.bin");
       (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600);
@@ -580,16 +586,16 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
 void AgentImpl::record_gap(const std::string& id, const std::string& path) {
   auto info = vtpms_->get(id);
   if (!info || info->status != tpm::VtpmStatus::kRunning) {
-    spdlog::warn("{}: its vTPM is gone ({}): the log cannot be extended",
-                 id, info ? std::string(tpm::vtpm_status_name(info->status)) : info.error().message());
+    spdlog::warn("{}: its vTPM is gone ({}): the log cannot be extended", id,
+                 info ? std::string(tpm::vtpm_status_name(info->status)) : info.error().message());
     return;
   }
   auto done = [&]() -> Result<std::uint64_t> {
     CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(info->tcti));
     CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(path, std::move(vtpm)));
-    CTRUST_ASSIGN_OR_RETURN(imalog::Entry v,
-                            imalog::make_violation("ima-ng", 10, "ctrust:agent-gap",
-                                                   crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
+    CTRUST_ASSIGN_OR_RETURN(
+        imalog::Entry v, imalog::make_violation("ima-ng", 10, "ctrust:agent-gap",
+                                                crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
     CTRUST_TRY(log.append(v));
     return log.reconciliation().extended_on_open;
   }();
@@ -610,7 +616,8 @@ void AgentImpl::fanotify_loop() {
     if (ready <= 0) continue;
     if ((fds[1].revents & POLLIN) != 0) cache_->drain();
     if ((fds[0].revents & POLLIN) != 0) {
-      auto n = monitor_->poll_dispatch([this](events::PendingEvent e) { dispatch(std::move(e)); }, 0);
+      auto n =
+          monitor_->poll_dispatch([this](events::PendingEvent e) { dispatch(std::move(e)); }, 0);
       if (!n) spdlog::error("fanotify: {}", n.error().message());
     }
   }
@@ -656,8 +663,13 @@ void AgentImpl::dispatch(events::PendingEvent event) {
       return;
     }
   }
-  Job job{std::move(container), std::move(event), FileKey{0, id->dev, id->ino}, id->mnt_id,
-          std::nullopt, false, false};
+  Job job{std::move(container),
+          std::move(event),
+          FileKey{0, id->dev, id->ino},
+          id->mnt_id,
+          std::nullopt,
+          false,
+          false};
   job.key.owner = job.container->number;
   // The cache is asked here and the event file's lease taken here, before the job waits
   // in the queue: the sooner the lease, the fewer writers can slip in before the hash.
@@ -768,8 +780,8 @@ void AgentImpl::process(Job job) {
     if (!d.digest.is_zero()) ev["digest"] = "sha256:" + d.digest.hex();
     if (!d.error.empty()) ev["reason"] = d.error;
     if (denied) {
-      spdlog::warn("{}: denied {} ({}{})", c.id, printable(d.path, 256), policy::verdict_name(d.judged),
-                   d.error.empty() ? "" : ": " + d.error);
+      spdlog::warn("{}: denied {} ({}{})", c.id, printable(d.path, 256),
+                   policy::verdict_name(d.judged), d.error.empty() ? "" : ": " + d.error);
     } else {
       spdlog::warn("{}: {} {}", c.id, d.violation ? "violation at" : "error at", d.error);
     }
@@ -823,8 +835,8 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
     if (it != by_mnt_ns_.end()) {
       c = it->second;
       auto m = by_mount_.find(e.mnt_id);
-      seen = !e.fileless() && ((m != by_mount_.end() && m->second == c) ||
-                               filesystem_marks_.contains(e.dev));
+      seen = !e.fileless() &&
+             ((m != by_mount_.end() && m->second == c) || filesystem_marks_.contains(e.dev));
     }
   }
   if (!c) {
@@ -839,10 +851,13 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
       if (alerted_.size() > 4096) alerted_.clear();
       if (!alerted_.insert(static_cast<ino_t>(e.mnt_ns)).second) return;
     }
-    spdlog::warn("unmanaged container: pid {} ran {} in mount namespace {} without the hook",
-                 e.pid, printable(e.filename, 256), e.mnt_ns);
-    publish({{"time", now_seconds()}, {"kind", "unmanaged"}, {"pid", e.pid},
-             {"mnt_ns", e.mnt_ns}, {"path", e.filename}});
+    spdlog::warn("unmanaged container: pid {} ran {} in mount namespace {} without the hook", e.pid,
+                 printable(e.filename, 256), e.mnt_ns);
+    publish({{"time", now_seconds()},
+             {"kind", "unmanaged"},
+             {"pid", e.pid},
+             {"mnt_ns", e.mnt_ns},
+             {"path", e.filename}});
     return;
   }
   if (seen || c->mode == policy::Mode::kOff) return;
@@ -853,8 +868,8 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
   // The kernel already ran it: the log must say so, and enforce ends the process.
   if (end_it) ::kill(e.pid, SIGKILL);
   std::string name = e.filename.empty() ? "(unnamed)" : e.filename;
-  auto v = imalog::make_violation("ima-ng", 10, name, crypto::HashAlg::kSha256,
-                                  crypto::HashAlg::kSha1);
+  auto v =
+      imalog::make_violation("ima-ng", 10, name, crypto::HashAlg::kSha256, crypto::HashAlg::kSha1);
   if (v) {
     if (auto r = c->log->append(*v); !r) {
       spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
@@ -862,8 +877,13 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
   }
   spdlog::warn("{}: pid {} ran {} ({}), unseen by the enforcement path{}", c->id, e.pid,
                printable(name, 256), what, end_it ? ": killed" : "");
-  publish({{"time", now_seconds()}, {"container", c->id}, {"kind", "violation"}, {"exec", true},
-           {"path", name}, {"mode", policy::mode_name(c->mode)}, {"pid", e.pid},
+  publish({{"time", now_seconds()},
+           {"container", c->id},
+           {"kind", "violation"},
+           {"exec", true},
+           {"path", name},
+           {"mode", policy::mode_name(c->mode)},
+           {"pid", e.pid},
            {"reason", "exec of " + what + (end_it ? "; the process was killed" : "")}});
   c->guard->count_violation();
 }
@@ -901,8 +921,11 @@ json AgentImpl::unmanaged() {
       comm.assign(bytes->begin(), bytes->end());
       while (!comm.empty() && comm.back() == '\n') comm.pop_back();
     }
-    found[mnt.st_ino] = {{"id", "mntns:" + std::to_string(mnt.st_ino)}, {"pid", p},
-                         {"mnt_ns", mnt.st_ino}, {"comm", printable(comm)}, {"processes", 1}};
+    found[mnt.st_ino] = {{"id", "mntns:" + std::to_string(mnt.st_ino)},
+                         {"pid", p},
+                         {"mnt_ns", mnt.st_ino},
+                         {"comm", printable(comm)},
+                         {"processes", 1}};
   }
   json list = json::array();
   for (auto& [ns, j] : found) list.push_back(std::move(j));
@@ -928,9 +951,10 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
       m.upper.reset(::open(upper.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
       if (!m.upper) {
         m.no_cache = true;
-        spdlog::warn("{}: overlay upper directory {} is out of reach: digests of files on {} "
-                     "are not cached, and writable mappings of them cannot be seen",
-                     c.id, upper, what);
+        spdlog::warn(
+            "{}: overlay upper directory {} is out of reach: digests of files on {} "
+            "are not cached, and writable mappings of them cannot be seen",
+            c.id, upper, what);
       }
     }
     if (id.mount_root && id.mnt_id != 0) {
@@ -953,8 +977,8 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
   };
   CTRUST_TRY(add(std::move(root), "the root filesystem " + c.rootfs, "/"));
   CTRUST_ASSIGN_OR_RETURN(UniqueFd root_again, open_in_root(host_root.get(), c.rootfs));
-  static const std::set<std::string> kNoExec = {"proc", "sysfs", "cgroup", "cgroup2", "devpts",
-                                                "mqueue", "securityfs", "debugfs"};
+  static const std::set<std::string> kNoExec = {"proc",   "sysfs",  "cgroup",     "cgroup2",
+                                                "devpts", "mqueue", "securityfs", "debugfs"};
   for (const auto& m : config.mounts) {
     if (kNoExec.contains(m.type)) continue;
     if (std::find(m.options.begin(), m.options.end(), "noexec") != m.options.end()) continue;
@@ -969,7 +993,8 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
       if (m.type == "bind" || m.type == "tmpfs" ||
           std::find(m.options.begin(), m.options.end(), "bind") != m.options.end() ||
           std::find(m.options.begin(), m.options.end(), "rbind") != m.options.end()) {
-        return Error(Errc::kNotFound, "mount " + m.destination + " is not mounted in the container yet");
+        return Error(Errc::kNotFound,
+                     "mount " + m.destination + " is not mounted in the container yet");
       }
       continue;
     }
@@ -1008,14 +1033,21 @@ json AgentImpl::container_json(const Container& c) const {
           {"image", "sha256:" + c.image.hex()},
           {"policy", c.policy ? c.policy->name : ""},
           {"policy_digest", c.policy ? "sha256:" + c.policy->digest.hex() : ""},
-          {"vtpm", {{"uuid", c.vtpm.uuid}, {"tcti", c.vtpm.tcti}, {"ak_name", c.vtpm.ak_name},
-                    {"ek_name", c.vtpm.ek_name}}},
+          {"vtpm",
+           {{"uuid", c.vtpm.uuid},
+            {"tcti", c.vtpm.tcti},
+            {"ak_name", c.vtpm.ak_name},
+            {"ek_name", c.vtpm.ek_name}}},
           {"log", c.log_path},
           {"created", c.created},
           {"marks", c.marks.size()},
-          {"counts", {{"events", k.events}, {"measurements", k.logged}, {"denials", k.denied},
-                      {"would_deny", k.would_deny}, {"violations", k.violations},
-                      {"errors", k.errors}}}};
+          {"counts",
+           {{"events", k.events},
+            {"measurements", k.logged},
+            {"denials", k.denied},
+            {"would_deny", k.would_deny},
+            {"violations", k.violations},
+            {"errors", k.errors}}}};
 }
 
 Result<json> AgentImpl::create(const json& request) {
@@ -1039,9 +1071,9 @@ Result<json> AgentImpl::create(const json& request) {
   }
   auto bytes = read_file(state.bundle + "/config.json", kMaxOciDocument);
   if (!bytes) return std::move(bytes).error();
-  CTRUST_ASSIGN_OR_RETURN(
-      OciConfig config,
-      parse_oci_config(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size())));
+  CTRUST_ASSIGN_OR_RETURN(OciConfig config,
+                          parse_oci_config(std::string_view(
+                              reinterpret_cast<const char*>(bytes->data()), bytes->size())));
   auto annotations = config.annotations;
   for (const auto& [k, v] : state.annotations) annotations[k] = v;
   CTRUST_ASSIGN_OR_RETURN(ContainerSettings settings, settings_from_annotations(annotations));
@@ -1094,8 +1126,8 @@ Result<json> AgentImpl::create(const json& request) {
     if (!c->policy && !config_.default_policy.empty()) {
       auto it = policies_.find(config_.default_policy);
       if (it == policies_.end()) {
-        return Error(Errc::kNotFound, "containers.default_policy " + config_.default_policy +
-                                          " is not loaded");
+        return Error(Errc::kNotFound,
+                     "containers.default_policy " + config_.default_policy + " is not loaded");
       }
       c->policy = it->second;
     }
@@ -1103,24 +1135,25 @@ Result<json> AgentImpl::create(const json& request) {
   c->mode = c->policy ? c->policy->policy.mode : config_.default_mode;
   if (settings.mode) {
     if (*settings.mode < c->mode && !config_.annotations_may_weaken) {
-      return Error(Errc::kInvalidArgument,
-                   std::string("io.ctrust.mode ") + std::string(policy::mode_name(*settings.mode)) +
-                       " is weaker than the container's mode " +
-                       std::string(policy::mode_name(c->mode)) +
-                       " (containers.annotations_may_weaken allows it)");
+      return Error(Errc::kInvalidArgument, std::string("io.ctrust.mode ") +
+                                               std::string(policy::mode_name(*settings.mode)) +
+                                               " is weaker than the container's mode " +
+                                               std::string(policy::mode_name(c->mode)) +
+                                               " (containers.annotations_may_weaken allows it)");
     }
     c->mode = config_.annotations_may_weaken ? *settings.mode : stricter(*settings.mode, c->mode);
   }
   if (c->mode == policy::Mode::kEnforce) {
     if (!c->policy) {
-      return Error(Errc::kNotFound, "mode enforce, but no policy applies to image sha256:" +
-                                        c->image.hex() + " (load one, or name it in io.ctrust.policy)");
+      return Error(Errc::kNotFound,
+                   "mode enforce, but no policy applies to image sha256:" + c->image.hex() +
+                       " (load one, or name it in io.ctrust.policy)");
     }
     const auto& images = c->policy->policy.images;
     if (!images.empty() && std::find(images.begin(), images.end(), c->image) == images.end()) {
-      return Error(Errc::kInvalidArgument, "policy " + c->policy->name +
-                                               " does not list this image (sha256:" +
-                                               c->image.hex() + ")");
+      return Error(Errc::kInvalidArgument,
+                   "policy " + c->policy->name +
+                       " does not list this image (sha256:" + c->image.hex() + ")");
     }
   }
 
@@ -1143,15 +1176,18 @@ Result<json> AgentImpl::create(const json& request) {
     crypto::Digest aggregate;
     {
       std::lock_guard lock(host_mutex_);
-      CTRUST_ASSIGN_OR_RETURN(aggregate, boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
+      CTRUST_ASSIGN_OR_RETURN(aggregate,
+                              boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
     }
-    CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba, boot_aggregate_entry(aggregate, crypto::HashAlg::kSha1));
+    CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba,
+                            boot_aggregate_entry(aggregate, crypto::HashAlg::kSha1));
     first.push_back(std::move(ba));
     CTRUST_ASSIGN_OR_RETURN(imalog::Entry img, named_digest_entry("ctrust:image", c->image, 10));
     first.push_back(std::move(img));
     if (c->policy) {
-      CTRUST_ASSIGN_OR_RETURN(imalog::Entry pol,
-                              named_digest_entry("ctrust:policy:" + c->policy->name, c->policy->digest, 10));
+      CTRUST_ASSIGN_OR_RETURN(
+          imalog::Entry pol,
+          named_digest_entry("ctrust:policy:" + c->policy->name, c->policy->digest, 10));
       first.push_back(std::move(pol));
     }
     CTRUST_TRY(c->log->append(first));
@@ -1198,7 +1234,8 @@ Result<json> AgentImpl::create(const json& request) {
       }
     }
     for (auto n : shared_with) cache_->drop_owner(n);  // their ignore marks go
-    CTRUST_TRY(write_file_atomic(dir + "/container.json", as_bytes(container_json(*c).dump(2) + "\n"), 0600));
+    CTRUST_TRY(write_file_atomic(dir + "/container.json",
+                                 as_bytes(container_json(*c).dump(2) + "\n"), 0600));
     CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
     return ok_result();
   }();
@@ -1241,13 +1278,13 @@ Result<json> AgentImpl::remove(const std::string& id) {
   unmark_container(*c);
   cache_->drop_owner(c->number);
   json final = container_json(*c);
-  auto recorded = host_record("ctrust:container-stopped",
-                              {{"event", "container-stopped"},
-                               {"container", c->id},
-                               {"measurements", final["counts"]["measurements"]},
-                               {"denials", final["counts"]["denials"]},
-                               {"violations", final["counts"]["violations"]},
-                               {"time", now_seconds()}});
+  auto recorded =
+      host_record("ctrust:container-stopped", {{"event", "container-stopped"},
+                                               {"container", c->id},
+                                               {"measurements", final["counts"]["measurements"]},
+                                               {"denials", final["counts"]["denials"]},
+                                               {"violations", final["counts"]["violations"]},
+                                               {"time", now_seconds()}});
   std::string dir = config_.containers_dir() + "/" + c->id;
   (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600);
   (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
@@ -1268,9 +1305,10 @@ Result<json> AgentImpl::remove_orphan(const std::string& id) {
   if (!status || std::string(status->begin(), status->end()) != "orphaned") {
     return Error(Errc::kNotFound, "container " + printable(id) + " is not registered");
   }
-  auto recorded = host_record("ctrust:container-stopped",
-                              {{"event", "container-stopped"}, {"container", id},
-                               {"orphaned", true}, {"time", now_seconds()}});
+  auto recorded = host_record("ctrust:container-stopped", {{"event", "container-stopped"},
+                                                           {"container", id},
+                                                           {"orphaned", true},
+                                                           {"time", now_seconds()}});
   (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
   auto destroyed = vtpms_->destroy(id);
   if (!recorded) return std::move(recorded).error();
@@ -1311,12 +1349,13 @@ Result<json> AgentImpl::policy_load(const json& request) {
   spdlog::info("policy {} loaded (serial {}, {} entries)", loaded->name, loaded->policy.serial,
                loaded->compiled->size());
   return json{{"ok", true},
-              {"policy", {{"name", loaded->name},
-                          {"digest", "sha256:" + loaded->digest.hex()},
-                          {"serial", loaded->policy.serial},
-                          {"entries", loaded->compiled->size()},
-                          {"mode", policy::mode_name(loaded->policy.mode)},
-                          {"signer", loaded->signer}}}};
+              {"policy",
+               {{"name", loaded->name},
+                {"digest", "sha256:" + loaded->digest.hex()},
+                {"serial", loaded->policy.serial},
+                {"entries", loaded->compiled->size()},
+                {"mode", policy::mode_name(loaded->policy.mode)},
+                {"signer", loaded->signer}}}};
 }
 
 json AgentImpl::ps() {
@@ -1330,9 +1369,14 @@ json AgentImpl::ps() {
           {"unvouched_execs", unvouched_.load()},
           {"host_log", config_.host_dir() + "/measurements.bin"},
           {"host_pcr", config_.host_pcr},
-          {"cache", {{"hits", stats.hits}, {"misses", stats.misses}, {"entries", stats.entries},
-                     {"broken", stats.broken}, {"writers", stats.writers},
-                     {"kernel", stats.kernel}, {"evicted", stats.evicted}}}};
+          {"cache",
+           {{"hits", stats.hits},
+            {"misses", stats.misses},
+            {"entries", stats.entries},
+            {"broken", stats.broken},
+            {"writers", stats.writers},
+            {"kernel", stats.kernel},
+            {"evicted", stats.evicted}}}};
 }
 
 json AgentImpl::handle(const json& request) {

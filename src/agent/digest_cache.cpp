@@ -177,7 +177,7 @@ void DigestCache::drop_fd_locked(int fd) {
   }
   auto it = by_fd_.find(fd);
   if (it == by_fd_.end()) return;  // already gone (evicted, or a late signal)
-  erase_locked(it->second);  // the writer proceeds
+  erase_locked(it->second);        // the writer proceeds
   ++stats_.broken;
 }
 

@@ -47,9 +47,9 @@ ExecDecision ExecGuard::judge(const std::string& event_path, const Result<Measur
 
 Result<void> ExecGuard::log_violation(const std::string& path) {
   if (log_ == nullptr) return Error(Errc::kInternal, "no log for this container");
-  CTRUST_ASSIGN_OR_RETURN(imalog::Entry v,
-                          imalog::make_violation("ima-ng", 10, path, crypto::HashAlg::kSha256,
-                                                 crypto::HashAlg::kSha1));
+  CTRUST_ASSIGN_OR_RETURN(
+      imalog::Entry v,
+      imalog::make_violation("ima-ng", 10, path, crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
   CTRUST_TRY(log_->append(v));
   ++counters_.violations;
   return ok_result();
@@ -67,7 +67,8 @@ ExecDecision ExecGuard::judge_locked(ExecDecision d, const Measured& m) {
   };
 
   d.digest = m.digest;
-  d.judged = policy_ != nullptr ? policy_->check(d.digest, d.path) : policy::Verdict::kUnknownDigest;
+  d.judged =
+      policy_ != nullptr ? policy_->check(d.digest, d.path) : policy::Verdict::kUnknownDigest;
   bool allowed = d.judged == policy::Verdict::kAllowed;
   if (enforce && (!allowed || m.has_writers)) {
     if (allowed) {
@@ -102,7 +103,8 @@ ExecDecision ExecGuard::judge_locked(ExecDecision d, const Measured& m) {
   }
   if (m.has_writers) {
     // What runs may change under it: a violation record, every time it happens.
-    if (auto v = log_violation(d.path); !v) return fail("logging a violation: " + v.error().message());
+    if (auto v = log_violation(d.path); !v)
+      return fail("logging a violation: " + v.error().message());
     d.violation = true;
     d.error = d.path + " was open for writing when it ran";
   }

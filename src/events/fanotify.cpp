@@ -166,9 +166,9 @@ Result<std::size_t> FanotifyMonitor::poll_dispatch(const Dispatch& dispatch, int
     if (meta->vers != FANOTIFY_METADATA_VERSION) {
       // Answered with the fail verdict by the destructor; the rest still get answers.
       if (!version_error) {
-        version_error = Error(Errc::kUnsupported, "fanotify metadata version " +
-                                                      std::to_string(meta->vers) +
-                                                      " is not supported");
+        version_error =
+            Error(Errc::kUnsupported,
+                  "fanotify metadata version " + std::to_string(meta->vers) + " is not supported");
       }
       continue;
     }

@@ -49,7 +49,10 @@ struct PermissionEvent {
 class PendingEvent {
  public:
   PendingEvent(int group_fd, UniqueFd file, PermissionEvent event, Verdict on_error)
-      : group_fd_(group_fd), file_(std::move(file)), event_(std::move(event)), on_error_(on_error) {}
+      : group_fd_(group_fd),
+        file_(std::move(file)),
+        event_(std::move(event)),
+        on_error_(on_error) {}
   PendingEvent(PendingEvent&& other) noexcept;
   PendingEvent& operator=(PendingEvent&& other) = delete;
   PendingEvent(const PendingEvent&) = delete;

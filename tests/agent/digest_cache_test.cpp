@@ -21,7 +21,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -57,6 +59,14 @@ crypto::Digest digest_of(std::uint8_t fill) {
   return d;
 }
 
+// CLOCK_MONOTONIC is one clock for every process, so a child's time stamp can be compared
+// with the parent's.
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
 bool readable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, timeout_ms) == 1;
@@ -77,7 +87,14 @@ bool no_lease(const std::string& path) {
 // file), so the writer would wait on itself.
 class Child {
  public:
-  enum class Action : std::uint8_t { kOpenWrite, kTruncate, kHoldWriter, kHoldWritableMap };
+  // kOpenWriteStamped is kOpenWrite that also reports when its open() returned (stamp()).
+  enum class Action : std::uint8_t {
+    kOpenWrite,
+    kOpenWriteStamped,
+    kTruncate,
+    kHoldWriter,
+    kHoldWritableMap
+  };
 
   static Child spawn(Action action, const std::string& path) {
     int report[2];
@@ -119,6 +136,13 @@ class Child {
     if (::read(report_.get(), &byte, 1) != 1) return -1;
     return byte;
   }
+  // After report(), for kOpenWriteStamped: monotonic_ns() when the child's open() returned.
+  std::optional<std::int64_t> stamp(int timeout_ms) {
+    if (!readable(report_.get(), timeout_ms)) return std::nullopt;
+    std::int64_t ns = 0;
+    if (::read(report_.get(), &ns, sizeof(ns)) != sizeof(ns)) return std::nullopt;
+    return ns;
+  }
   // Lets a holding child exit; returns its exit status.
   int release() {
     hold_.reset();
@@ -134,12 +158,20 @@ class Child {
 
   static int run(Action action, const char* file, int report_fd, int hold_fd) {
     int err = 0;
+    std::int64_t opened_ns = 0;
     switch (action) {
       case Action::kOpenWrite:
       case Action::kHoldWriter: {
         int w = ::open(file, O_WRONLY);
         if (w < 0) err = errno;
         if (action == Action::kOpenWrite && w >= 0) ::close(w);
+        break;
+      }
+      case Action::kOpenWriteStamped: {
+        int w = ::open(file, O_WRONLY);
+        opened_ns = monotonic_ns();  // clock_gettime is async-signal-safe
+        if (w < 0) err = errno;
+        if (w >= 0) ::close(w);
         break;
       }
       case Action::kTruncate:
@@ -159,6 +191,10 @@ class Child {
     }
     auto byte = static_cast<unsigned char>(err > 255 ? 255 : err);
     if (::write(report_fd, &byte, 1) != 1) return 2;
+    if (action == Action::kOpenWriteStamped &&
+        ::write(report_fd, &opened_ns, sizeof(opened_ns)) != sizeof(opened_ns)) {
+      return 2;
+    }
     if (action == Action::kHoldWriter || action == Action::kHoldWritableMap) {
       char c;
       while (::read(hold_fd, &c, 1) > 0) {
@@ -201,6 +237,34 @@ class DigestCacheTest : public ::testing::Test {
     EXPECT_EQ(*lease, DigestCache::Lease::kHeld) << path;
     EXPECT_TRUE(cache->finish(*key, std::move(fd), digest_of(fill))) << path;
     return *key;
+  }
+
+  // One entry held through a descriptor of each of `paths` (as the agent holds an overlay
+  // file and its upper file), keyed by the first; `fds` are the descriptor numbers, in the
+  // order finish() was given them.
+  struct Held {
+    FileKey key;
+    std::vector<int> fds;
+  };
+  Held cache_files(const std::vector<std::string>& paths, std::uint64_t owner, std::uint8_t fill,
+                   bool kernel, DigestCache* cache = nullptr) {
+    if (cache == nullptr) cache = &*cache_;
+    Held held;
+    std::vector<UniqueFd> fds;
+    for (const auto& path : paths) {
+      UniqueFd fd = open_read(path);
+      EXPECT_TRUE(fd.valid()) << path;
+      auto lease = cache->begin(fd.get());
+      EXPECT_TRUE(lease && *lease == DigestCache::Lease::kHeld) << path;
+      held.fds.push_back(fd.get());
+      fds.push_back(std::move(fd));
+    }
+    auto key = DigestCache::key_of(held.fds.at(0), owner);
+    EXPECT_TRUE(key) << key.error().message();
+    if (!key) return held;
+    held.key = *key;
+    EXPECT_TRUE(cache->finish(*key, std::move(fds), digest_of(fill), kernel));
+    return held;
   }
 
   testing::TempDir temp_;
@@ -570,6 +634,252 @@ TEST_F(DigestCacheTest, ManyWritersAllGoOn) {
   EXPECT_EQ(done, kFiles);
   for (const auto& k : keys) EXPECT_FALSE(cache_->find(k));
   EXPECT_EQ(cache_->stats().broken, static_cast<std::uint64_t>(kFiles));
+}
+
+// --- One entry, several leased descriptors ---------------------------------------------
+
+TEST_F(DigestCacheTest, AWriterOfEitherFileOfATwoDescriptorEntryDropsIt) {
+  for (std::size_t which : {0U, 1U}) {
+    SCOPED_TRACE("the writer opens file " + std::to_string(which));
+    std::vector<std::string> paths = {temp_.file("lower" + std::to_string(which)),
+                                      temp_.file("upper" + std::to_string(which))};
+    for (const auto& p : paths) write_text(p, p);
+    std::uint64_t broken_before = cache_->stats().broken;
+    Held held = cache_files(paths, 1, 0x12, false);
+    EXPECT_TRUE(cache_->find(held.key));
+
+    Child writer = Child::spawn(Child::Action::kOpenWrite, paths[which]);
+    ASSERT_TRUE(readable(cache_->signal_fd(), kSignalMs)) << "no lease-break signal";
+    EXPECT_FALSE(writer.report(kStillBlockedMs)) << "the writer was not held back";
+    EXPECT_TRUE(cache_->find(held.key));
+    cache_->drain();
+    auto report = writer.report(kWriterGoesOnMs);
+    ASSERT_TRUE(report) << "the writer still waits after drain()";
+    EXPECT_EQ(*report, 0) << std::strerror(*report);
+    EXPECT_EQ(writer.release(), 0);
+
+    EXPECT_FALSE(cache_->find(held.key));
+    DigestCacheStats s = cache_->stats();
+    EXPECT_EQ(s.broken, broken_before + 1);
+    EXPECT_EQ(s.entries, 0U);
+    // The entry went whole: the other file's lease went with it.
+    EXPECT_TRUE(no_lease(paths[1 - which]));
+    EXPECT_FALSE(readable(cache_->signal_fd(), 0));
+  }
+}
+
+TEST_F(DigestCacheTest, OneOfTwoLeasesBrokenBeforeFinishCachesNothing) {
+  for (std::size_t which : {0U, 1U}) {
+    SCOPED_TRACE("the lease of file " + std::to_string(which) + " breaks");
+    std::vector<std::string> paths = {temp_.file("lower" + std::to_string(which)),
+                                      temp_.file("upper" + std::to_string(which))};
+    for (const auto& p : paths) write_text(p, p);
+    std::uint64_t broken_before = cache_->stats().broken;
+    std::vector<UniqueFd> fds;
+    for (const auto& p : paths) {
+      fds.push_back(open_read(p));
+      ASSERT_TRUE(fds.back().valid());
+      auto lease = cache_->begin(fds.back().get());
+      ASSERT_TRUE(lease) << lease.error().message();
+      ASSERT_EQ(*lease, DigestCache::Lease::kHeld);
+    }
+    auto key = DigestCache::key_of(fds[0].get(), 1);
+    ASSERT_TRUE(key);
+
+    Child writer = Child::spawn(Child::Action::kOpenWrite, paths[which]);
+    ASSERT_TRUE(readable(cache_->signal_fd(), kSignalMs)) << "no lease-break signal";
+    cache_->drain();
+    EXPECT_FALSE(writer.report(kStillBlockedMs));  // the hashing side still holds it
+    EXPECT_FALSE(cache_->finish(*key, std::move(fds), digest_of(0x34)));
+    auto report = writer.report(kWriterGoesOnMs);
+    ASSERT_TRUE(report) << "the writer still waits after finish()";
+    EXPECT_EQ(*report, 0);
+    EXPECT_EQ(writer.release(), 0);
+
+    EXPECT_FALSE(cache_->find(*key));
+    DigestCacheStats s = cache_->stats();
+    EXPECT_EQ(s.broken, broken_before + 1);
+    EXPECT_EQ(s.entries, 0U);
+    EXPECT_TRUE(no_lease(paths[1 - which]));
+  }
+}
+
+// --- Kernel hooks (fanotify ignore marks) ----------------------------------------------
+
+// What the cache asked of the kernel hooks, in order. The hooks run under the cache's lock,
+// on whichever thread called the cache; in these tests that is always the test's thread.
+struct HookLog {
+  std::vector<int> ignored;    // every ignore() call
+  std::vector<int> unignored;  // every unignore() call
+  bool ignore_succeeds = true;
+  std::function<void(int)> on_unignore;  // runs inside the unignore hook
+};
+
+DigestCache::KernelHooks recording_hooks(HookLog& log) {
+  return {[&log](int fd) {
+            log.ignored.push_back(fd);
+            return log.ignore_succeeds;
+          },
+          [&log](int fd) {
+            log.unignored.push_back(fd);
+            if (log.on_unignore) log.on_unignore(fd);
+          }};
+}
+
+class DigestCacheKernelTest : public DigestCacheTest {
+ protected:
+  void SetUp() override {
+    DigestCacheTest::SetUp();
+    if (HasFatalFailure()) return;
+    cache_->set_kernel_hooks(recording_hooks(log_));
+  }
+  // log_ goes before the fixture's cache: nothing may call the hooks after that.
+  void TearDown() override {
+    if (cache_) cache_->set_kernel_hooks({});
+  }
+
+  std::string make_file(const std::string& name) {
+    std::string p = temp_.file(name);
+    write_text(p, name);
+    return p;
+  }
+
+  HookLog log_;
+};
+
+TEST_F(DigestCacheKernelTest, IgnoresTheFirstDescriptorOnlyWhenAsked) {
+  Held kernel = cache_files({path_}, 1, 0x01, true);
+  EXPECT_EQ(log_.ignored, std::vector<int>{kernel.fds[0]});
+  EXPECT_EQ(cache_->stats().kernel, 1U);
+
+  Held user = cache_files({make_file("user")}, 1, 0x02, false);
+  EXPECT_EQ(log_.ignored.size(), 1U) << "ignore() for an entry cached with kernel = false";
+  EXPECT_EQ(cache_->stats().kernel, 1U);
+
+  // Two descriptors: the mark goes on the first (the file the monitor sees).
+  Held two = cache_files({make_file("lower"), make_file("upper")}, 1, 0x03, true);
+  ASSERT_EQ(log_.ignored.size(), 2U);
+  EXPECT_EQ(log_.ignored[1], two.fds[0]);
+  EXPECT_EQ(cache_->stats().kernel, 2U);
+  EXPECT_TRUE(log_.unignored.empty());
+  EXPECT_TRUE(cache_->find(kernel.key) && cache_->find(user.key) && cache_->find(two.key));
+
+  // clear() undoes exactly the marks that were set.
+  cache_->clear();
+  std::vector<int> undone = log_.unignored;
+  std::sort(undone.begin(), undone.end());
+  std::vector<int> expected = {kernel.fds[0], two.fds[0]};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(undone, expected);
+  EXPECT_EQ(log_.ignored.size(), 2U);
+}
+
+// The kernel must ask about the file again before a writer can change it: unignore() runs
+// while the lease still holds the writer back, for a writer of either descriptor's file.
+TEST_F(DigestCacheKernelTest, ALeaseBreakUnignoresBeforeTheWritersOpenReturns) {
+  for (std::size_t which : {0U, 1U}) {
+    SCOPED_TRACE("the writer opens file " + std::to_string(which));
+    std::vector<std::string> paths = {make_file("lower" + std::to_string(which)),
+                                      make_file("upper" + std::to_string(which))};
+    log_.unignored.clear();
+    std::optional<std::int64_t> unignored_ns;
+    // A slow hook: if the leases were released before it (or during it), the writer's
+    // open() would return before the hook ends.
+    log_.on_unignore = [&](int) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      unignored_ns = monotonic_ns();
+    };
+    Held held = cache_files(paths, 1, 0x44, true);
+    ASSERT_EQ(log_.ignored.back(), held.fds[0]);
+
+    Child writer = Child::spawn(Child::Action::kOpenWriteStamped, paths[which]);
+    ASSERT_TRUE(readable(cache_->signal_fd(), kSignalMs)) << "no lease-break signal";
+    EXPECT_TRUE(log_.unignored.empty()) << "unignored before the break was handled";
+    cache_->drain();
+    EXPECT_EQ(log_.unignored, std::vector<int>{held.fds[0]});
+    auto report = writer.report(kWriterGoesOnMs);
+    ASSERT_TRUE(report) << "the writer still waits after drain()";
+    EXPECT_EQ(*report, 0) << std::strerror(*report);
+    auto opened_ns = writer.stamp(kWriterGoesOnMs);
+    ASSERT_TRUE(opened_ns) << "the writer sent no time stamp";
+    ASSERT_TRUE(unignored_ns) << "unignore() was not called";
+    EXPECT_LT(*unignored_ns, *opened_ns) << "the writer's open() returned before unignore()";
+    EXPECT_EQ(writer.release(), 0);
+    EXPECT_FALSE(cache_->find(held.key));
+    log_.on_unignore = nullptr;
+  }
+}
+
+TEST_F(DigestCacheKernelTest, EvictionUnignores) {
+  auto small = DigestCache::create(1);
+  ASSERT_TRUE(small);
+  small->set_kernel_hooks(recording_hooks(log_));
+  Held a = cache_files({make_file("a")}, 1, 0xa, true, &*small);
+  EXPECT_TRUE(log_.unignored.empty());
+  Held b = cache_files({make_file("b")}, 1, 0xb, true, &*small);
+  EXPECT_EQ(log_.unignored, std::vector<int>{a.fds[0]});
+  EXPECT_EQ(small->stats().evicted, 1U);
+  EXPECT_FALSE(small->find(a.key));
+  EXPECT_TRUE(small->find(b.key));
+  small->set_kernel_hooks({});
+}
+
+TEST_F(DigestCacheKernelTest, CachingAKeyAgainUnignoresTheOldEntryFirst) {
+  Held first = cache_files({path_}, 1, 0x01, true);
+  Held again = cache_files({path_}, 1, 0x02, true);
+  EXPECT_EQ(first.key, again.key);
+  EXPECT_EQ(log_.unignored, std::vector<int>{first.fds[0]});
+  // The new entry's mark is set after the old one is removed (both are on one inode).
+  EXPECT_EQ(log_.ignored, (std::vector<int>{first.fds[0], again.fds[0]}));
+  log_.unignored.clear();
+  cache_->clear();
+  EXPECT_EQ(log_.unignored, std::vector<int>{again.fds[0]});
+}
+
+TEST_F(DigestCacheKernelTest, DropOwnerUnignoresOnlyThatOwner) {
+  Held mine = cache_files({path_}, 1, 0x10, true);
+  Held theirs = cache_files({make_file("other")}, 2, 0x20, true);
+  cache_->drop_owner(3);
+  EXPECT_TRUE(log_.unignored.empty());
+  cache_->drop_owner(1);
+  EXPECT_EQ(log_.unignored, std::vector<int>{mine.fds[0]});
+  EXPECT_TRUE(cache_->find(theirs.key));
+  cache_->drop_owner(2);
+  EXPECT_EQ(log_.unignored, (std::vector<int>{mine.fds[0], theirs.fds[0]}));
+  EXPECT_EQ(cache_->stats().entries, 0U);
+}
+
+TEST_F(DigestCacheKernelTest, AMarkThatWasNotSetIsNeverUndone) {
+  log_.ignore_succeeds = false;
+  Held broken = cache_files({path_}, 1, 0x01, true);
+  EXPECT_EQ(log_.ignored, std::vector<int>{broken.fds[0]});
+  EXPECT_EQ(cache_->stats().kernel, 0U);
+  EXPECT_TRUE(cache_->find(broken.key));  // still cached in userspace
+
+  // Dropped by a lease break...
+  Child writer = Child::spawn(Child::Action::kOpenWrite, path_);
+  ASSERT_TRUE(readable(cache_->signal_fd(), kSignalMs)) << "no lease-break signal";
+  cache_->drain();
+  ASSERT_TRUE(writer.report(kWriterGoesOnMs)) << "the writer still waits after drain()";
+  EXPECT_EQ(writer.release(), 0);
+  EXPECT_FALSE(cache_->find(broken.key));
+
+  // ...by owner, by clear() and by eviction.
+  cache_files({make_file("owned")}, 2, 0x02, true);
+  cache_->drop_owner(2);
+  cache_files({make_file("cleared")}, 1, 0x03, true);
+  cache_->clear();
+  auto small = DigestCache::create(1);
+  ASSERT_TRUE(small);
+  small->set_kernel_hooks(recording_hooks(log_));
+  cache_files({make_file("evicted")}, 1, 0x04, true, &*small);
+  cache_files({make_file("evictor")}, 1, 0x05, true, &*small);
+  EXPECT_EQ(small->stats().evicted, 1U);
+  small->set_kernel_hooks({});
+
+  EXPECT_EQ(log_.ignored.size(), 5U);
+  EXPECT_TRUE(log_.unignored.empty()) << "unignore() for a mark ignore() did not set";
+  EXPECT_EQ(cache_->stats().kernel, 0U);
 }
 
 }  // namespace

@@ -3,11 +3,13 @@
 // execve() then fails with EPERM; with open events, a script read by a shell is denied.
 #include "events/fanotify.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -15,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -102,6 +105,13 @@ class FanotifyTest : public ::testing::Test {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
+  // Events seen so far for `path`.
+  std::size_t seen_for(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(
+        std::count_if(seen_.begin(), seen_.end(), [&](const auto& e) { return e.path == path; }));
+  }
+
   testing::TempDir temp_;
   std::string mnt_;
   bool mounted_ = false;
@@ -109,6 +119,7 @@ class FanotifyTest : public ::testing::Test {
   std::thread thread_;
   std::mutex mutex_;
   std::vector<PermissionEvent> seen_;
+  std::optional<FanotifyMonitor> kept_;  // destroyed after TearDown() joined thread_
 };
 
 TEST_F(FanotifyTest, DeniedExecFailsWithEpermAndAllowedOneRuns) {
@@ -164,6 +175,50 @@ TEST_F(FanotifyTest, ClosingTheMonitorReleasesWaiters) {
   { FanotifyMonitor closed = std::move(*monitor); }
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// An ignore mark is a verdict the kernel keeps: while it is set the file runs without
+// asking; removing it makes the next exec ask again. Other files are still judged.
+TEST_F(FanotifyTest, AnIgnoredFileRunsWithoutAskingUntilUnignored) {
+  auto created = FanotifyMonitor::create();
+  ASSERT_TRUE(created) << created.error().message();
+  // Kept by the fixture, so that TearDown() stops the serving thread before the monitor
+  // closes, also when an assertion returns early.
+  FanotifyMonitor* monitor = &kept_.emplace(std::move(*created));
+  ASSERT_TRUE(monitor->mark_filesystem(mnt_));
+  serve(*monitor, {"/d/true"});
+  const std::string allowed = mnt_ + "/a/true";
+  const std::string denied = mnt_ + "/d/true";
+
+  EXPECT_EQ(run({allowed}), 0);
+  ASSERT_EQ(seen_for(allowed), 1U);
+
+  UniqueFd fd(::open(allowed.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+  auto ignored = monitor->ignore(fd.get());
+  ASSERT_TRUE(ignored) << ignored.error().message();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(run({allowed}), 0) << "exec " << i;
+  EXPECT_EQ(seen_for(allowed), 1U) << "the kernel asked about an ignored file";
+
+  // The mark is for that inode only: the other file is still asked about, and denied.
+  EXPECT_EQ(run({denied}), 100 + EPERM);
+  EXPECT_EQ(seen_for(denied), 1U);
+  EXPECT_EQ(seen_for(allowed), 1U);
+
+  auto unignored = monitor->unignore(fd.get());
+  ASSERT_TRUE(unignored) << unignored.error().message();
+  EXPECT_EQ(run({allowed}), 0);
+  EXPECT_EQ(seen_for(allowed), 2U) << "no event after unignore()";
+  EXPECT_EQ(run({denied}), 100 + EPERM);
+
+  // Removing a mark that is not there is not an error: again, and on a file never ignored.
+  EXPECT_TRUE(monitor->unignore(fd.get()));
+  UniqueFd other(::open(denied.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(other.valid());
+  auto none = monitor->unignore(other.get());
+  EXPECT_TRUE(none) << none.error().message();
+  EXPECT_EQ(run({allowed}), 0);
+  EXPECT_EQ(seen_for(allowed), 3U);
 }
 
 TEST(FanotifyOptions, AMonitorMustAskAboutSomething) {

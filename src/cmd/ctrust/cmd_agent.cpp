@@ -70,8 +70,8 @@ int run_hook(const HookArgs& args) {
                    answer.error().message().c_str());
       return kExitOk;
     }
-    std::fprintf(stderr, "ctrust: error: container %s refused: %s\n",
-                 printable(state->id).c_str(), answer.error().message().c_str());
+    std::fprintf(stderr, "ctrust: error: container %s refused: %s\n", printable(state->id).c_str(),
+                 answer.error().message().c_str());
     return kExitRejected;
   }
   return kExitOk;
@@ -99,14 +99,14 @@ int run_ps(const PsArgs& args) {
               "VTPM", "MEAS", "DENIED", "VIOL");
   for (const auto& c : (*answer)["containers"]) {
     const auto& k = c["counts"];
-    std::printf("%-24s %-8s %-19s %-16s %-8s %6llu %6llu %6llu\n",
-                printable(c.value("id", ""), 24).c_str(), c.value("mode", "").c_str(),
-                short_digest(c.value("image", "")).c_str(),
-                printable(c.value("policy", "-").empty() ? "-" : c.value("policy", "-"), 16).c_str(),
-                c["vtpm"].value("uuid", "").substr(0, 8).c_str(),
-                static_cast<unsigned long long>(k.value("measurements", 0ULL)),
-                static_cast<unsigned long long>(k.value("denials", 0ULL)),
-                static_cast<unsigned long long>(k.value("violations", 0ULL)));
+    std::printf(
+        "%-24s %-8s %-19s %-16s %-8s %6llu %6llu %6llu\n", printable(c.value("id", ""), 24).c_str(),
+        c.value("mode", "").c_str(), short_digest(c.value("image", "")).c_str(),
+        printable(c.value("policy", "-").empty() ? "-" : c.value("policy", "-"), 16).c_str(),
+        c["vtpm"].value("uuid", "").substr(0, 8).c_str(),
+        static_cast<unsigned long long>(k.value("measurements", 0ULL)),
+        static_cast<unsigned long long>(k.value("denials", 0ULL)),
+        static_cast<unsigned long long>(k.value("violations", 0ULL)));
   }
   for (const auto& u : (*answer)["unmanaged"]) {
     std::printf("%-24s %-8s (unmanaged: started without the hook)\n",
@@ -132,7 +132,8 @@ int run_events(const EventsArgs& args) {
   auto fd = agent::control_open(args.socket, {{"op", "events"}});
   if (!fd) return report_error(fd.error());
   auto first = agent::read_line(fd->get(), agent::kMaxRequest, 10000);
-  if (!first) return report_error(std::move(first).error().with_context("subscribing to ctrustd's events"));
+  if (!first)
+    return report_error(std::move(first).error().with_context("subscribing to ctrustd's events"));
   std::fflush(stdout);
   std::size_t seen = 0;
   while (args.count == 0 || seen < args.count) {
@@ -170,7 +171,8 @@ int run_load(const LoadArgs& args) {
   if (::realpath(args.file.c_str(), resolved) == nullptr) {
     return report_error(errno_error("policy file " + args.file, errno));
   }
-  auto answer = agent::control_call(args.socket, {{"op", "policy_load"}, {"path", resolved}}, 60000);
+  auto answer =
+      agent::control_call(args.socket, {{"op", "policy_load"}, {"path", resolved}}, 60000);
   if (!answer) return report_error(answer.error());
   const auto& p = (*answer)["policy"];
   if (args.json) {

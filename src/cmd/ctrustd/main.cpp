@@ -1,10 +1,10 @@
 // ctrustd: the node agent (docs/AGENT.md). Runs as root, in the foreground (systemd's
 // Type=notify is not needed: the control socket exists once the agent is ready).
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
