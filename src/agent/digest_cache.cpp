@@ -152,6 +152,7 @@ bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
     ++stats_.evicted;
   }
   std::vector<int> raw;
+  raw.reserve(fds.size());
   for (const auto& f : fds) raw.push_back(f.get());
   lru_.push_front(Slot{key, std::move(fds), digest, false});
   by_key_[key] = lru_.begin();

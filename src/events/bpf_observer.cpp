@@ -284,7 +284,10 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
       std::string hint = attach_err == ENOENT && section.starts_with("tracepoint/syscalls/")
                              ? " (no syscall tracepoints: a kernel without CONFIG_FTRACE_SYSCALLS?)"
                              : "";
-      return bpf_error("attaching BPF program " + section + hint, attach_err, messages);
+      std::string what = "attaching BPF program ";
+      what += section;
+      what += hint;
+      return bpf_error(what, attach_err, messages);
     }
   }
 
