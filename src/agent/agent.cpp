@@ -30,6 +30,7 @@
 #include "agent/exec_guard.h"
 #include "agent/oci.h"
 #include "events/fanotify.h"
+#include "imalog/binary.h"
 #ifdef CTRUST_WITH_BPF
 #include "events/bpf_observer.h"
 #endif
@@ -266,7 +267,11 @@ class AgentImpl final : public Agent {
   Result<json> policy_load(const json& request);
   json ps();
   json container_json(const Container& c) const;
-  Result<void> mark_container(Container& c, const OciConfig& config);
+  Result<void> mark_container(Container& c, const OciConfig& config, bool started);
+  // Makes the container's marks findable by events; drops kernel caching on devices that
+  // another container has marks on too.
+  void register_marks(const std::shared_ptr<Container>& c);
+  Result<std::shared_ptr<Container>> adopt(const std::string& id, const std::string& dir);
   void unmark_container(Container& c);
   Result<void> host_record(const std::string& name, const json& doc);
   void record_gap(const std::string& id, const std::string& path);
@@ -568,11 +573,22 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
     std::string status = entry.path().string() + "/status";
     auto bytes = read_file(status, 64);
     if (bytes && std::string(bytes->begin(), bytes->end()) == "running") {
+      auto adopted = adopt(id, entry.path().string());
+      (void)host_record("ctrust:agent-gap",
+                        {{"event", "agent-gap"}, {"container", id}, {"adopted", adopted.ok()}});
+      if (adopted) {
+        spdlog::warn(
+            "container {} was running while no agent watched it (the gap is in its "
+            "log); watched again from now on",
+            id);
+        (void)write_file_atomic(entry.path().string() + "/container.json",
+                                as_bytes(container_json(**adopted).dump(2) + "\n"), 0600);
+        continue;
+      }
       spdlog::warn(
-          "container {} was registered when the agent stopped; its measurements "
-          "from then on are not vouched for",
-          id);
-      (void)host_record("ctrust:agent-gap", {{"event", "agent-gap"}, {"container", id}});
+          "container {} was registered when the agent stopped and cannot be watched again "
+          "({}); its measurements from then on are not vouched for",
+          id, adopted.error().message());
       record_gap(id, entry.path().string() + "/measurements.bin");
       (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600);
     }
@@ -934,12 +950,14 @@ json AgentImpl::unmanaged() {
 
 // --- containers ---------------------------------------------------------------------------
 
-Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
+Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config, bool started) {
   std::string proc_root = "/proc/" + std::to_string(c.pid) + "/root";
   UniqueFd host_root(::open(proc_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!host_root) return errno_error("opening " + proc_root, errno);
-  // The root filesystem as the container's mount namespace has it.
-  CTRUST_ASSIGN_OR_RETURN(UniqueFd root, open_in_root(host_root.get(), c.rootfs));
+  // The root filesystem as the container's mount namespace has it: under the runtime's
+  // view at createRuntime (before pivot_root), or the process's root once it runs.
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd root, started ? open_in_root(host_root.get(), "/")
+                                                 : open_in_root(host_root.get(), c.rootfs));
   auto add = [&](UniqueFd fd, const std::string& what, const std::string& dest) -> Result<void> {
     CTRUST_ASSIGN_OR_RETURN(FileId id, file_id(fd.get()));
     Mark m;
@@ -976,7 +994,8 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
     return ok_result();
   };
   CTRUST_TRY(add(std::move(root), "the root filesystem " + c.rootfs, "/"));
-  CTRUST_ASSIGN_OR_RETURN(UniqueFd root_again, open_in_root(host_root.get(), c.rootfs));
+  CTRUST_ASSIGN_OR_RETURN(UniqueFd root_again, started ? open_in_root(host_root.get(), "/")
+                                                       : open_in_root(host_root.get(), c.rootfs));
   static const std::set<std::string> kNoExec = {"proc",   "sysfs",  "cgroup",     "cgroup2",
                                                 "devpts", "mqueue", "securityfs", "debugfs"};
   for (const auto& m : config.mounts) {
@@ -1003,6 +1022,128 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config) {
   return ok_result();
 }
 
+void AgentImpl::register_marks(const std::shared_ptr<Container>& c) {
+  std::vector<std::uint64_t> shared_with;
+  {
+    std::unique_lock lock(containers_mutex_);
+    for (const auto& m : c->marks) {
+      if (m.filesystem) {
+        filesystem_marks_.insert(m.dev);
+      } else {
+        by_mount_[m.mnt_id] = c;
+      }
+    }
+    // A device another container also has marks on: neither may cache in the kernel,
+    // because an ignore mark is per inode and would skip the other's judgement too.
+    for (const auto& [id, other] : containers_) {
+      if (other == c) continue;
+      for (auto& om : other->marks) {
+        for (auto& m : c->marks) {
+          if (om.dev != m.dev) continue;
+          om.kernel_cache->store(false);
+          m.kernel_cache->store(false);
+          shared_with.push_back(other->number);
+        }
+      }
+    }
+  }
+  for (auto n : shared_with) cache_->drop_owner(n);  // their ignore marks go
+}
+
+// A container the previous agent registered, still running: watched again from now on.
+// Its log is reopened against its vTPM (extending what a crash left unextended), the gap
+// recorded, its measurements so far remembered, and its mounts marked again through its
+// process's root.
+Result<std::shared_ptr<Container>> AgentImpl::adopt(const std::string& id, const std::string& dir) {
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(dir + "/container.json", kMaxOciDocument));
+  auto doc = parse_json_strict(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), 16);
+  if (!doc || !doc->is_object()) return Error(Errc::kFormat, dir + "/container.json is unreadable");
+  auto str = [&](const char* key) {
+    auto it = doc->find(key);
+    return it != doc->end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto num = [&](const char* key) -> std::int64_t {
+    auto it = doc->find(key);
+    return it != doc->end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+  };
+  auto c = std::make_shared<Container>();
+  c->number = next_number_++;
+  c->id = id;
+  c->bundle = str("bundle");
+  c->pid = static_cast<pid_t>(num("pid"));
+  c->rootfs = str("rootfs");
+  c->cgroup = str("cgroup");
+  c->created = num("created");
+  c->log_path = dir + "/measurements.bin";
+  c->mnt_ns = c->pid > 0 ? mount_ns(c->pid) : 0;
+  // The pid must still be that container's: same mount namespace as registered.
+  if (c->mnt_ns == 0 || static_cast<std::int64_t>(c->mnt_ns) != num("mnt_ns")) {
+    return Error(Errc::kNotFound, "its process " + std::to_string(c->pid) + " is gone");
+  }
+  auto mode = policy::parse_mode(str("mode"));
+  if (!mode) return Error(Errc::kFormat, "no mode in container.json");
+  c->mode = *mode;
+  CTRUST_ASSIGN_OR_RETURN(
+      c->image,
+      crypto::Digest::from_hex(crypto::HashAlg::kSha256, std::string_view(str("image")).substr(7)));
+  if (std::string name = str("policy"); !name.empty()) {
+    std::lock_guard lock(policies_mutex_);
+    auto it = policies_.find(name);
+    if (it == policies_.end() || "sha256:" + it->second->digest.hex() != str("policy_digest")) {
+      return Error(Errc::kNotFound, "its policy " + name + " is no longer loaded as it was");
+    }
+    c->policy = it->second;
+  }
+  CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->get(id));
+  if (c->vtpm.status != tpm::VtpmStatus::kRunning) {
+    return Error(Errc::kNotFound,
+                 "its vTPM is " + std::string(tpm::vtpm_status_name(c->vtpm.status)));
+  }
+  CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(c->vtpm.tcti));
+  CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(c->log_path, std::move(vtpm)));
+  c->log = std::make_unique<ContainerLog>(std::move(log));
+  c->guard = std::make_unique<ExecGuard>(c->policy ? &*c->policy->compiled : nullptr, c->mode,
+                                         c->log.get(), c->rootfs);
+  {
+    // What is already in the log is not logged again.
+    CTRUST_ASSIGN_OR_RETURN(imalog::BinaryReader reader, imalog::BinaryReader::open(c->log_path));
+    imalog::Entry e;
+    for (;;) {
+      CTRUST_ASSIGN_OR_RETURN(bool more, reader.next(e));
+      if (!more) break;
+      if (e.is_violation()) continue;
+      auto fields = imalog::parse_fields(e);
+      if (!fields) continue;
+      if (auto d = fields->file_digest_value()) c->guard->remember(std::string(fields->name), *d);
+    }
+  }
+  CTRUST_ASSIGN_OR_RETURN(imalog::Entry gap,
+                          imalog::make_violation("ima-ng", 10, "ctrust:agent-gap",
+                                                 crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
+  CTRUST_TRY(c->log->append(gap));
+  CTRUST_ASSIGN_OR_RETURN(Bytes config_bytes,
+                          read_file(c->bundle + "/config.json", kMaxOciDocument));
+  CTRUST_ASSIGN_OR_RETURN(OciConfig config, parse_oci_config(std::string_view(
+                                                reinterpret_cast<const char*>(config_bytes.data()),
+                                                config_bytes.size())));
+  for (const auto& ns : config.namespaces) c->namespaces.push_back(ns.type);
+  {
+    std::unique_lock lock(containers_mutex_);
+    containers_[c->id] = c;
+    by_mnt_ns_[c->mnt_ns] = c;
+  }
+  auto marked = mark_container(*c, config, true);
+  if (!marked) {
+    std::unique_lock lock(containers_mutex_);
+    containers_.erase(c->id);
+    by_mnt_ns_.erase(c->mnt_ns);
+    return std::move(marked).error();
+  }
+  register_marks(c);
+  return c;
+}
+
 void AgentImpl::unmark_container(Container& c) {
   for (auto& m : c.marks) {
     if (m.filesystem) {
@@ -1026,6 +1167,7 @@ json AgentImpl::container_json(const Container& c) const {
   return {{"id", c.id},
           {"bundle", c.bundle},
           {"pid", c.pid},
+          {"mnt_ns", c.mnt_ns},
           {"rootfs", c.rootfs},
           {"cgroup", c.cgroup},
           {"namespaces", c.namespaces},
@@ -1208,32 +1350,8 @@ Result<json> AgentImpl::create(const json& request) {
       containers_[c->id] = c;
       if (c->mnt_ns != 0) by_mnt_ns_[c->mnt_ns] = c;
     }
-    CTRUST_TRY(mark_container(*c, config));
-    std::vector<std::uint64_t> shared_with;
-    {
-      std::unique_lock lock(containers_mutex_);
-      for (const auto& m : c->marks) {
-        if (m.filesystem) {
-          filesystem_marks_.insert(m.dev);
-        } else {
-          by_mount_[m.mnt_id] = c;
-        }
-      }
-      // A device another container also has marks on: neither may cache in the kernel,
-      // because an ignore mark is per inode and would skip the other's judgement too.
-      for (const auto& [id, other] : containers_) {
-        if (other == c) continue;
-        for (auto& om : other->marks) {
-          for (auto& m : c->marks) {
-            if (om.dev != m.dev) continue;
-            om.kernel_cache->store(false);
-            m.kernel_cache->store(false);
-            shared_with.push_back(other->number);
-          }
-        }
-      }
-    }
-    for (auto n : shared_with) cache_->drop_owner(n);  // their ignore marks go
+    CTRUST_TRY(mark_container(*c, config, false));
+    register_marks(c);
     CTRUST_TRY(write_file_atomic(dir + "/container.json",
                                  as_bytes(container_json(*c).dump(2) + "\n"), 0600));
     CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));

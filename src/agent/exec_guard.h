@@ -75,6 +75,14 @@ class ExecGuard {
   ExecDecision judge(const std::string& event_path, const Result<Measured>& measured);
 
   policy::Mode mode() const { return mode_; }
+  // A measurement already in the log (a restarted agent reading it back).
+  void remember(const std::string& path, const crypto::Digest& digest) {
+    std::string key = path;
+    key.push_back('\0');
+    key.append(reinterpret_cast<const char*>(digest.bytes.data()), digest.size());
+    std::lock_guard lock(mutex_);
+    logged_.insert(std::move(key));
+  }
   // A violation recorded elsewhere (the BPF observers), for the counts.
   void count_violation() {
     std::lock_guard lock(mutex_);

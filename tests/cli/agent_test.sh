@@ -403,7 +403,9 @@ check_eq "ps reports it as unmanaged" \
 # --- kill -9 of the agent, then a restart --------------------------------------------------
 R=runc
 ID=gap-runc
-check "$R run before the crash" run_container $R $ID '{"io.ctrust.policy": "bb-measure"}'
+check "$R run before the crash" run_container $R $ID '{"io.ctrust.policy": "bb"}'
+check "a second one, whose vTPM will die while the agent is down" run_container $R gap2-runc \
+  '{"io.ctrust.policy": "bb"}'
 expect $R $ID "runs before the crash" ok "/bin/true && /bin/dyntrue"
 before=$("$CTRUST" log show --socket "$SOCK" --container $ID --json | jq length)
 kill -9 "$AGENT_PID"
@@ -412,25 +414,29 @@ AGENT_PID=""
 expect $R $ID "the container lives on without the agent" ok /bin/true
 check_exit "a new container is refused while the agent is down (fail-closed hook)" 1 \
   run_container $R down-runc '{"io.ctrust.policy": "bb"}'
+pkill -9 -f "swtpm socket.*$(readlink -f "$STATE/vtpm/containers/gap2-runc")" || true
 start_agent
-after=$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq length)
-check_eq "no acknowledged entry lost (and one gap record)" "$after" "$((before + 1))"
-check_eq "the gap is a violation record in the container's log" \
-  "$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq -r '.[-1] | "\(.name) \(.violation)"')" \
-  "ctrust:agent-gap true"
-GT=$(jq -r .vtpm.tcti "$STATE/containers/$ID/container.json")
-pcr_file 10 "$("$CTRUST" tpm pcrread --tcti "$GT" sha1:10 --json | jq -r '.sha1["10"]')" >"$WORK/gap.sha1.pcrs"
-pcr_file 10 "$("$CTRUST" tpm pcrread --tcti "$GT" sha256:10 --json | jq -r '.sha256["10"]')" >"$WORK/gap.sha256.pcrs"
-check "the log still replays to its vTPM after the restart" "$CTRUST" log verify \
-  --pcrs "$WORK/gap.sha1.pcrs" --pcrs "$WORK/gap.sha256.pcrs" "$STATE/containers/$ID/measurements.bin"
+check_eq "the running container is watched again (adopted)" "$(info $ID .mode)" enforce
+expect $R $ID "unlisted binary is denied again after the restart" denied /unlisted/true
+expect $R $ID "listed binary runs after the restart" ok /bin/true
+names_after=$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq -r '.[].name')
+check_eq "no acknowledged entry lost, and the gap recorded after them" \
+  "$(sed -n "$((before + 1))p" <<<"$names_after")" "ctrust:agent-gap"
+check_eq "... as a violation record" \
+  "$("$CTRUST" log show --json "$STATE/containers/$ID/measurements.bin" | jq -r ".[$before].violation")" true
+check_eq "what was logged before is not logged again" "$(grep -c -x /bin/busybox <<<"$names_after")" 1
+replays $ID
 check "the host log records the gap" sh -c "'$CTRUST' log show --json '$STATE/host/measurements.bin' | jq -e 'any(.[]; .name == \"ctrust:agent-gap\")' >/dev/null"
-gap_pid=$(runc state $ID | jq -r .pid)
-check_eq "the orphaned container is reported as unmanaged" \
-  "$("$CTRUST" ps --socket "$SOCK" --json | jq --argjson p "$gap_pid" '[.unmanaged[] | select(.pid == $p)] | length')" 1
-runc kill $ID KILL >/dev/null 2>&1 || true
-for _ in $(seq 100); do runc state $ID 2>/dev/null | grep -q '"stopped"' && break; sleep 0.05; done
-check "poststop of the orphaned container closes its books" runc delete $ID
-check_eq "... its vTPM is destroyed" "$(ls "$STATE/vtpm/containers/" | grep -c -x $ID || true)" 0
+gap2_pid=$(runc state gap2-runc | jq -r .pid)
+check_eq "a container whose vTPM died meanwhile is not adopted: reported as unmanaged" \
+  "$("$CTRUST" ps --socket "$SOCK" --json | jq --argjson p "$gap2_pid" '[.unmanaged[] | select(.pid == $p)] | length')" 1
+check_eq "... and its status is orphaned" "$(cat "$STATE/containers/gap2-runc/status")" orphaned
+for id in $ID gap2-runc; do
+  runc kill $id KILL >/dev/null 2>&1 || true
+  for _ in $(seq 100); do runc state $id 2>/dev/null | grep -q '"stopped"' && break; sleep 0.05; done
+  check "$id: poststop after the restart closes its books" runc delete $id
+  check_eq "$id: its vTPM is destroyed" "$(ls "$STATE/vtpm/containers/" | grep -c -x $id || true)" 0
+done
 check "new containers are measured again after the restart" run_container $R after-runc '{"io.ctrust.policy": "bb"}'
 expect $R after-runc "listed binary runs after the restart" ok /bin/true
 expect $R after-runc "unlisted binary is denied after the restart" denied /unlisted/true
