@@ -691,6 +691,8 @@ void AgentImpl::dispatch(events::PendingEvent event) {
   // in the queue: the sooner the lease, the fewer writers can slip in before the hash.
   if (auto cached = cache_->find(job.key)) {
     job.cached = *cached;
+  } else if (!e.exec && cache_->recently_broken(job.key)) {
+    // A writer is at this file (its open may be this one): judged, not leased or cached.
   } else {
     auto lease = cache_->begin(e.fd);
     if (lease) {
@@ -882,14 +884,17 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
   std::string what = e.fileless() ? "a file on no filesystem (memfd or deleted)"
                                   : "a file on a mount the agent does not watch";
   // The kernel already ran it: the log must say so, and enforce ends the process.
-  if (end_it) ::kill(e.pid, SIGKILL);
-  std::string name = e.filename.empty() ? "(unnamed)" : e.filename;
-  auto v =
-      imalog::make_violation("ima-ng", 10, name, crypto::HashAlg::kSha256, crypto::HashAlg::kSha1);
-  if (v) {
-    if (auto r = c->log->append(*v); !r) {
-      spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+  if (end_it) {
+    // Through a pidfd, checked to still be in the container's mount namespace after it was
+    // opened, so that a recycled pid never gets the signal.
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, e.pid, 0)));
+    if (pidfd && mount_ns(e.pid) == c->mnt_ns) {
+      (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
     }
+  }
+  std::string name = e.filename.empty() ? "(unnamed)" : e.filename;
+  if (auto r = c->guard->record_violation(name); !r) {
+    spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
   }
   spdlog::warn("{}: pid {} ran {} ({}), unseen by the enforcement path{}", c->id, e.pid,
                printable(name, 256), what, end_it ? ": killed" : "");
@@ -901,7 +906,6 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
            {"mode", policy::mode_name(c->mode)},
            {"pid", e.pid},
            {"reason", "exec of " + what + (end_it ? "; the process was killed" : "")}});
-  c->guard->count_violation();
 }
 #endif
 

@@ -145,7 +145,10 @@ bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
     broken = broken || pending == pending_.end() || pending->second;
     if (pending != pending_.end()) pending_.erase(pending);
   }
-  if (broken) return false;  // `fds` close here, releasing the leases
+  if (broken) {
+    if (!fds.empty()) note_broken_locked(key);
+    return false;  // `fds` close here, releasing the leases
+  }
   if (auto old = by_key_.find(key); old != by_key_.end()) erase_locked(old->second);
   while (lru_.size() >= max_) {
     erase_locked(std::prev(lru_.end()));
@@ -178,8 +181,27 @@ void DigestCache::drop_fd_locked(int fd) {
   }
   auto it = by_fd_.find(fd);
   if (it == by_fd_.end()) return;  // already gone (evicted, or a late signal)
-  erase_locked(it->second);        // the writer proceeds
+  note_broken_locked(it->second->key);
+  erase_locked(it->second);  // the writer proceeds
   ++stats_.broken;
+}
+
+void DigestCache::note_broken_locked(const FileKey& key) {
+  auto now = std::chrono::steady_clock::now();
+  if (broken_at_.size() >= 4096) {
+    std::erase_if(broken_at_, [&](const auto& kv) { return now - kv.second >= kWriterBackoff; });
+    if (broken_at_.size() >= 4096) broken_at_.clear();  // bounded, whatever the load
+  }
+  broken_at_[key] = now;
+}
+
+bool DigestCache::recently_broken(const FileKey& key) {
+  std::lock_guard lock(mutex_);
+  auto it = broken_at_.find(key);
+  if (it == broken_at_.end()) return false;
+  if (std::chrono::steady_clock::now() - it->second < kWriterBackoff) return true;
+  broken_at_.erase(it);
+  return false;
 }
 
 void DigestCache::drain() {

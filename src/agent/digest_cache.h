@@ -27,6 +27,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -106,6 +107,13 @@ class DigestCache {
   // Gives up a begin() whose file could not be measured (the caller closes `fd`).
   void abandon(int fd);
 
+  // True if a lease on `key`'s file broke less than kWriterBackoff ago. A writer whose
+  // open(O_NONBLOCK) met a lease gets EAGAIN and retries; its retries are opens the agent is
+  // asked about too, and a new lease each time would keep it failing. Callers skip the
+  // lease (and the cache) for opens of such a file; execs still take one.
+  static constexpr std::chrono::milliseconds kWriterBackoff{2000};
+  bool recently_broken(const FileKey& key);
+
   // Readable when a lease-break signal is pending; call drain() then.
   int signal_fd() const { return signal_fd_.get(); }
   // Handles every pending lease break: drops the entries, releasing their leases so the
@@ -140,6 +148,8 @@ class DigestCache {
   std::unordered_map<FileKey, std::list<Slot>::iterator, KeyHash> by_key_;
   std::unordered_map<int, std::list<Slot>::iterator> by_fd_;
   std::unordered_map<int, bool> pending_;  // fd -> lease broke since begin()
+  std::unordered_map<FileKey, std::chrono::steady_clock::time_point, KeyHash> broken_at_;
+  void note_broken_locked(const FileKey& key);
   DigestCacheStats stats_;
   KernelHooks hooks_;
 };

@@ -83,10 +83,11 @@ class ExecGuard {
     std::lock_guard lock(mutex_);
     logged_.insert(std::move(key));
   }
-  // A violation recorded elsewhere (the BPF observers), for the counts.
-  void count_violation() {
+  // A violation record for `name` in the log (what the BPF observers saw run unjudged),
+  // serialized with the decisions' own appends.
+  Result<void> record_violation(const std::string& name) {
     std::lock_guard lock(mutex_);
-    ++counters_.violations;
+    return log_violation(name);
   }
   // The path as the container sees it.
   std::string container_path(const std::string& path) const;
