@@ -288,6 +288,9 @@ class AgentImpl final : public Agent {
   void publish(const json& event);
   void serve_connection(UniqueFd fd);
   void shutdown();
+  void schedule_teardown(const std::string& id);
+  void wait_teardown(const std::string& id);
+  void teardown_loop();
 
   AgentConfig config_;
   std::atomic<bool> stopping_{false};
@@ -332,6 +335,12 @@ class AgentImpl final : public Agent {
   std::mutex subscribers_mutex_;
   std::vector<UniqueFd> subscribers_;
   std::atomic<std::uint64_t> unattributed_{0};
+
+  std::mutex teardown_mutex_;
+  std::condition_variable teardown_cv_;
+  std::deque<std::string> teardowns_;  // containers whose vTPM is to be destroyed
+  std::set<std::string> tearing_down_;
+  std::thread teardown_thread_;
 
   std::mutex connections_mutex_;
   std::condition_variable connections_cv_;
@@ -532,6 +541,7 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   for (unsigned i = 0; i < config_.hash_threads; ++i) {
     workers_.emplace_back([this] { worker_loop(); });
   }
+  teardown_thread_ = std::thread([this] { teardown_loop(); });
 
   CTRUST_TRY(open_host_tpm());
   CTRUST_TRY(open_host_log());
@@ -1304,6 +1314,7 @@ Result<json> AgentImpl::create(const json& request) {
   }
 
   // vTPM, then the log with its first entries, then the host record, then the marks.
+  wait_teardown(c->id);  // a container of this name that just stopped still has its vTPM
   CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->create(c->id));
   auto undo_vtpm = [&] { (void)vtpms_->destroy(c->id); };
   std::string dir = config_.containers_dir() + "/" + c->id;
@@ -1410,10 +1421,10 @@ Result<json> AgentImpl::remove(const std::string& id) {
   std::string dir = config_.containers_dir() + "/" + c->id;
   (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600);
   (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
-  // In-flight decisions hold the container; the vTPM goes once they are done with it.
-  auto destroyed = vtpms_->destroy(c->id);
+  // The vTPM is stopped (and archived) after the answer: the runtime need not wait for it.
+  // In-flight decisions hold the container and its log; they fail closed if they outlive it.
+  schedule_teardown(c->id);
   if (!recorded) return std::move(recorded).error();
-  if (!destroyed) return std::move(destroyed).error();
   spdlog::info("{}: stopped; log kept at {}", c->id, c->log_path);
   return json{{"ok", true}, {"container", final}};
 }
@@ -1437,6 +1448,37 @@ Result<json> AgentImpl::remove_orphan(const std::string& id) {
   if (!destroyed) return std::move(destroyed).error();
   spdlog::info("{}: stopped (registered before the agent restarted)", id);
   return json{{"ok", true}, {"container", {{"id", id}, {"orphaned", true}}}};
+}
+
+void AgentImpl::schedule_teardown(const std::string& id) {
+  {
+    std::lock_guard lock(teardown_mutex_);
+    teardowns_.push_back(id);
+    tearing_down_.insert(id);
+  }
+  teardown_cv_.notify_all();
+}
+
+void AgentImpl::wait_teardown(const std::string& id) {
+  std::unique_lock lock(teardown_mutex_);
+  teardown_cv_.wait(lock, [&] { return !tearing_down_.contains(id); });
+}
+
+void AgentImpl::teardown_loop() {
+  std::unique_lock lock(teardown_mutex_);
+  for (;;) {
+    teardown_cv_.wait(lock, [&] { return stopping_ || !teardowns_.empty(); });
+    if (teardowns_.empty()) return;  // stopping, and nothing left to do
+    std::string id = teardowns_.front();
+    teardowns_.pop_front();
+    lock.unlock();
+    if (auto r = vtpms_->destroy(id); !r) {
+      spdlog::error("{}: destroying its vTPM: {}", id, r.error().message());
+    }
+    lock.lock();
+    tearing_down_.erase(id);
+    teardown_cv_.notify_all();
+  }
 }
 
 Result<json> AgentImpl::policy_load(const json& request) {
@@ -1618,6 +1660,8 @@ void AgentImpl::shutdown() {
   }
   if (fanotify_thread_.joinable()) fanotify_thread_.join();
   if (bpf_thread_.joinable()) bpf_thread_.join();
+  teardown_cv_.notify_all();
+  if (teardown_thread_.joinable()) teardown_thread_.join();  // finishes what is queued
   // Queued events are answered with the fail verdict as their PendingEvents die; closing
   // the group then releases anything else pending.
   jobs_.clear();

@@ -18,6 +18,8 @@ source "$(dirname "$0")/lib.sh"
 # The hooks run from the runtime's working directory: absolute paths.
 CTRUST=$(readlink -f "$CTRUST")
 CTRUSTD=$(readlink -f "$CTRUSTD")
+: "${CTRUST_HOOK:?set CTRUST_HOOK to the ctrust-hook binary}"
+CTRUST_HOOK=$(readlink -f "$CTRUST_HOOK")
 need=(runc crun podman swtpm swtpm_setup evmctl gcc jq busybox)
 missing=()
 for t in "${need[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
@@ -435,7 +437,8 @@ for id in $ID gap2-runc; do
   runc kill $id KILL >/dev/null 2>&1 || true
   for _ in $(seq 100); do runc state $id 2>/dev/null | grep -q '"stopped"' && break; sleep 0.05; done
   check "$id: poststop after the restart closes its books" runc delete $id
-  check_eq "$id: its vTPM is destroyed" "$(ls "$STATE/vtpm/containers/" | grep -c -x $id || true)" 0
+  for _ in $(seq 100); do [ -e "$STATE/vtpm/containers/$id" ] || break; sleep 0.05; done
+  check "$id: its vTPM is destroyed (after the answer)" test ! -e "$STATE/vtpm/containers/$id"
 done
 check "new containers are measured again after the restart" run_container $R after-runc '{"io.ctrust.policy": "bb"}'
 expect $R after-runc "listed binary runs after the restart" ok /bin/true
@@ -502,13 +505,14 @@ cat >"$WORK/containers.conf" <<EOF
 default_ulimits = []
 EOF
 export CONTAINERS_CONF=$WORK/containers.conf
-jq -n --arg c "$CTRUST" --arg s "$SOCK" '{
+# podman runs the small ctrust-hook (the same hook as `ctrust hook`, which runc and crun run).
+jq -n --arg c "$CTRUST_HOOK" --arg s "$SOCK" '{
   "version": "1.0.0",
-  "hook": {"path": $c, "args": ["ctrust", "hook", "createRuntime", "--socket", $s]},
+  "hook": {"path": $c, "args": ["ctrust-hook", "createRuntime", "--socket", $s]},
   "when": {"always": true}, "stages": ["createRuntime"]}' >"$WORK/hooks.d/ctrust-create.json"
-jq -n --arg c "$CTRUST" --arg s "$SOCK" '{
+jq -n --arg c "$CTRUST_HOOK" --arg s "$SOCK" '{
   "version": "1.0.0",
-  "hook": {"path": $c, "args": ["ctrust", "hook", "poststop", "--socket", $s]},
+  "hook": {"path": $c, "args": ["ctrust-hook", "poststop", "--socket", $s]},
   "when": {"always": true}, "stages": ["poststop"]}' >"$WORK/hooks.d/ctrust-poststop.json"
 tar -C "$IMG" -cf "$WORK/image.tar" .
 check "podman import" "${PM[@]}" import "$WORK/image.tar" localhost/ctrust-test:1

@@ -1,7 +1,5 @@
 // The commands that talk to the local agent, ctrustd (docs/cli/agent.md): the OCI hook,
 // `ctrust ps`, `ctrust events --follow` and `ctrust policy load`.
-#include <unistd.h>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -11,71 +9,13 @@
 #include "agent/control.h"
 #include "agent/oci.h"
 #include "cmd/ctrust/cli.h"
+#include "cmd/ctrust/hook.h"
 #include "util/text.h"
 
 namespace ctrust::cli {
 namespace {
 
 using nlohmann::json;
-
-struct HookArgs {
-  std::string stage;
-  std::string socket = agent::kDefaultSocket;
-  bool fail_open = false;
-  int timeout_s = 120;
-};
-
-Result<std::string> read_stdin(std::size_t max) {
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(0, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("reading the OCI state from standard input", errno);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (text.size() > max) return Error(Errc::kLimit, "the OCI state is larger than 4 MiB");
-  }
-  return text;
-}
-
-// Exit 0: the runtime goes on; 1: the start is refused (the runtime stops the container).
-int run_hook(const HookArgs& args) {
-  auto text = read_stdin(agent::kMaxOciDocument);
-  if (!text) return report_error(text.error()), kExitRejected;
-  auto state = agent::parse_oci_state(*text);
-  if (!state) {
-    report_error(std::move(state).error().with_context("the OCI state on standard input"));
-    return kExitRejected;
-  }
-  json request;
-  if (args.stage == "createRuntime") {
-    request = {{"op", "create"}, {"state", *text}};
-  } else {
-    request = {{"op", "delete"}, {"id", state->id}};
-  }
-  auto answer = agent::control_call(args.socket, request, args.timeout_s * 1000);
-  if (!answer) {
-    if (answer.error().code() == Errc::kNotFound && args.stage == "createRuntime" &&
-        args.fail_open) {
-      std::fprintf(stderr, "ctrust: warning: %s; container %s runs unmeasured (--fail-open)\n",
-                   answer.error().message().c_str(), printable(state->id).c_str());
-      return kExitOk;
-    }
-    if (args.stage == "poststop") {
-      // The container is gone either way; say why the agent could not close its books.
-      std::fprintf(stderr, "ctrust: warning: poststop %s: %s\n", printable(state->id).c_str(),
-                   answer.error().message().c_str());
-      return kExitOk;
-    }
-    std::fprintf(stderr, "ctrust: error: container %s refused: %s\n", printable(state->id).c_str(),
-                 answer.error().message().c_str());
-    return kExitRejected;
-  }
-  return kExitOk;
-}
 
 struct PsArgs {
   std::string socket = agent::kDefaultSocket;
@@ -193,21 +133,16 @@ void add_socket(CLI::App* c, std::string& socket) {
 
 }  // namespace
 
-void register_agent_commands(CLI::App& app, Context& ctx) {
+void register_hook_command(CLI::App& app, Context& ctx) {
   auto hook = std::make_shared<HookArgs>();
   CLI::App* h = app.add_subcommand(
       "hook", "OCI runtime hook: hand a container to ctrustd (reads the OCI state on stdin)");
-  h->add_option("stage", hook->stage, "createRuntime or poststop")
-      ->required()
-      ->check(CLI::IsMember({"createRuntime", "poststop"}));
-  add_socket(h, hook->socket);
-  h->add_flag("--fail-open", hook->fail_open,
-              "Let the container start unmeasured when ctrustd is not running (default: "
-              "refuse the start)");
-  h->add_option("--timeout", hook->timeout_s, "Seconds to wait for ctrustd")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 3600));
+  add_hook_options(h, *hook);
   h->callback([hook, &ctx] { ctx.exit_code = run_hook(*hook); });
+}
+
+void register_agent_commands(CLI::App& app, Context& ctx) {
+  register_hook_command(app, ctx);
 
   auto ps = std::make_shared<PsArgs>();
   CLI::App* p = app.add_subcommand("ps", "Containers that ctrustd measures, with their counts");

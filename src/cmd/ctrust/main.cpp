@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string_view>
 
 #include "cmd/ctrust/cli.h"
 
@@ -29,6 +30,17 @@ int run(int argc, char** argv) {
       ->each([](const std::string& l) { spdlog::set_level(spdlog::level::from_str(l)); });
 
   ctrust::cli::Context ctx;
+  // The hook is on every container's start path: only its own command is built.
+  if (argc > 1 && std::string_view(argv[1]) == "hook") {
+    ctrust::cli::register_hook_command(app, ctx);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      int rc = app.exit(e);
+      return rc == 0 ? 0 : ctrust::cli::kExitUsage;
+    }
+    return ctx.exit_code;
+  }
   ctrust::cli::register_digest_commands(app, ctx);
   ctrust::cli::register_log_commands(app, ctx);
   ctrust::cli::register_key_commands(app, ctx);
