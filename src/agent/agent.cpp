@@ -1196,6 +1196,17 @@ json AgentImpl::container_json(const Container& c) const {
             {"ek_name", c.vtpm.ek_name}}},
           {"log", c.log_path},
           {"created", c.created},
+          {"mounts",
+           [&] {
+             json list = json::array();
+             for (const auto& m : c.marks) {
+               list.push_back({{"destination", m.dest},
+                               {"mnt_id", m.mnt_id},
+                               {"mark", m.filesystem ? "filesystem" : "mount"},
+                               {"kernel_cache", m.kernel_cache->load()}});
+             }
+             return list;
+           }()},
           {"marks", c.marks.size()},
           {"counts",
            {{"events", k.events},

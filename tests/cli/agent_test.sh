@@ -281,6 +281,9 @@ expect $R $ID "unlisted binary through ld.so" fails /lib64/ld-linux-x86-64.so.2 
 MK='mkdir -p $D && cp /bin/busybox $D/busybox && echo x >> $D/busybox'
 expect $R $ID "unlisted binary made on a tmpfs" denied "D=/scratch/u; $MK; \$D/busybox true"
 expect $R $ID "unlisted binary made in /tmp (overlay upper)" denied "D=/tmp/u; $MK; \$D/busybox true"
+expect $R $ID "unlisted binary made in /dev/shm is not runnable" denied "D=/dev/shm/u; $MK; \$D/busybox true"
+check_eq "$ID: the root, the tmpfs mounts and the volume are marked (not noexec /dev/shm)" \
+  "$(info $ID '[.mounts[].destination] | join(" ")')" "/ /dev /scratch /vol"
 expect $R $ID "unlisted binary on a volume" denied /vol/unlisted/true
 expect $R $ID "listed binary on a volume runs" ok /vol/listed/true
 expect $R $ID "an unlisted ELF file cannot be opened, so not run through /proc/self/fd" fails \
