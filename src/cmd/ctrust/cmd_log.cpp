@@ -620,6 +620,16 @@ int run_check(const CheckArgs& args) {
   return j->conforms() ? kExitOk : kExitRejected;
 }
 
+// Resolves LOG or --container, then runs the command; a missing input is a usage error.
+template <typename Run>
+int with_input(InputArgs& in, Run run) {
+  if (auto r = in.resolve(); !r) {
+    int rc = report_error(r.error());
+    return r.error().code() == Errc::kInvalidArgument && in.container.empty() ? kExitUsage : rc;
+  }
+  return run();
+}
+
 }  // namespace
 
 void register_log_commands(CLI::App& app, Context& ctx) {
@@ -636,15 +646,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_flag_callback(
       "--json", [show] { show->format = "json"; }, "Same as --format json");
   show->in.add_to(c);
-  c->callback([show, &ctx] {
-    if (auto r = show->in.resolve(); !r) {
-      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && show->in.container.empty()
-                          ? (report_error(r.error()), kExitUsage)
-                          : report_error(r.error());
-      return;
-    }
-    ctx.exit_code = run_show(*show);
-  });
+  c->callback(
+      [show, &ctx] { ctx.exit_code = with_input(show->in, [&] { return run_show(*show); }); });
 
   auto replay = std::make_shared<ReplayArgs>();
   c = log->add_subcommand("replay",
@@ -657,13 +660,7 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_flag("--json", replay->json, "Print JSON");
   replay->in.add_to(c);
   c->callback([replay, &ctx] {
-    if (auto r = replay->in.resolve(); !r) {
-      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && replay->in.container.empty()
-                          ? (report_error(r.error()), kExitUsage)
-                          : report_error(r.error());
-      return;
-    }
-    ctx.exit_code = run_replay(*replay);
+    ctx.exit_code = with_input(replay->in, [&] { return run_replay(*replay); });
   });
 
   auto verify = std::make_shared<VerifyArgs>();
@@ -678,13 +675,7 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   c->add_flag("--json", verify->json, "Print JSON");
   verify->in.add_to(c);
   c->callback([verify, &ctx] {
-    if (auto r = verify->in.resolve(); !r) {
-      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && verify->in.container.empty()
-                          ? (report_error(r.error()), kExitUsage)
-                          : report_error(r.error());
-      return;
-    }
-    ctx.exit_code = run_verify(*verify);
+    ctx.exit_code = with_input(verify->in, [&] { return run_verify(*verify); });
   });
 
   auto convert = std::make_shared<ConvertArgs>();
@@ -700,15 +691,8 @@ void register_log_commands(CLI::App& app, Context& ctx) {
               "Judge against the policy without verifying its signature");
   c->add_flag("--json", check->json, "Print JSON");
   check->in.add_to(c);
-  c->callback([check, &ctx] {
-    if (auto r = check->in.resolve(); !r) {
-      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && check->in.container.empty()
-                          ? (report_error(r.error()), kExitUsage)
-                          : report_error(r.error());
-      return;
-    }
-    ctx.exit_code = run_check(*check);
-  });
+  c->callback(
+      [check, &ctx] { ctx.exit_code = with_input(check->in, [&] { return run_check(*check); }); });
 
   c = log->add_subcommand("convert", "Convert between the binary and ASCII forms");
   c->add_option("--to", convert->to, "Output form: binary or ascii")
@@ -720,13 +704,7 @@ void register_log_commands(CLI::App& app, Context& ctx) {
   convert->in.add_to(c);
   c->add_option("out", convert->out, "Output file ('-' for standard output)")->required();
   c->callback([convert, &ctx] {
-    if (auto r = convert->in.resolve(); !r) {
-      ctx.exit_code = r.error().code() == Errc::kInvalidArgument && convert->in.container.empty()
-                          ? (report_error(r.error()), kExitUsage)
-                          : report_error(r.error());
-      return;
-    }
-    ctx.exit_code = run_convert(*convert);
+    ctx.exit_code = with_input(convert->in, [&] { return run_convert(*convert); });
   });
 
   auto append = std::make_shared<AppendArgs>();

@@ -30,25 +30,19 @@ int run(int argc, char** argv) {
       ->each([](const std::string& l) { spdlog::set_level(spdlog::level::from_str(l)); });
 
   ctrust::cli::Context ctx;
-  // The hook is on every container's start path: only its own command is built.
   if (argc > 1 && std::string_view(argv[1]) == "hook") {
+    // The hook is on every container's start path: only its own command is built.
     ctrust::cli::register_hook_command(app, ctx);
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      int rc = app.exit(e);
-      return rc == 0 ? 0 : ctrust::cli::kExitUsage;
-    }
-    return ctx.exit_code;
+  } else {
+    ctrust::cli::register_digest_commands(app, ctx);
+    ctrust::cli::register_log_commands(app, ctx);
+    ctrust::cli::register_key_commands(app, ctx);
+    ctrust::cli::register_image_commands(app, ctx);
+    ctrust::cli::register_policy_commands(app, ctx);
+    ctrust::cli::register_tpm_commands(app, ctx);
+    ctrust::cli::register_vtpm_commands(app, ctx);
+    ctrust::cli::register_agent_commands(app, ctx);
   }
-  ctrust::cli::register_digest_commands(app, ctx);
-  ctrust::cli::register_log_commands(app, ctx);
-  ctrust::cli::register_key_commands(app, ctx);
-  ctrust::cli::register_image_commands(app, ctx);
-  ctrust::cli::register_policy_commands(app, ctx);
-  ctrust::cli::register_tpm_commands(app, ctx);
-  ctrust::cli::register_vtpm_commands(app, ctx);
-  ctrust::cli::register_agent_commands(app, ctx);
 
   try {
     app.parse(argc, argv);
