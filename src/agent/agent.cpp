@@ -697,19 +697,20 @@ void AgentImpl::dispatch(events::PendingEvent event) {
           false,
           false};
   job.key.owner = job.container->number;
+  const auto& je = job.event.event();  // `e` was moved into the job
   // The cache is asked here and the event file's lease taken here, before the job waits
   // in the queue: the sooner the lease, the fewer writers can slip in before the hash.
   if (auto cached = cache_->find(job.key)) {
     job.cached = *cached;
-  } else if (!e.exec && cache_->recently_broken(job.key)) {
+  } else if (!je.exec && cache_->recently_broken(job.key)) {
     // A writer is at this file (its open may be this one): judged, not leased or cached.
   } else {
-    auto lease = cache_->begin(e.fd);
+    auto lease = cache_->begin(je.fd);
     if (lease) {
       job.leased = *lease == DigestCache::Lease::kHeld;
       job.writers = *lease == DigestCache::Lease::kWriters;
     } else {
-      spdlog::debug("no lease on {}: {}", e.path, lease.error().message());
+      spdlog::debug("no lease on {}: {}", je.path, lease.error().message());
     }
   }
   {
