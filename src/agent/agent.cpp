@@ -134,6 +134,15 @@ Result<imalog::Entry> json_entry(const std::string& name, const json& doc, unsig
 
 policy::Mode stricter(policy::Mode a, policy::Mode b) { return a > b ? a : b; }
 
+// A bundle's config.json, strictly parsed (untrusted: the container's author writes it).
+Result<OciConfig> read_bundle_config(const std::string& bundle) {
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(bundle + "/config.json", kMaxOciDocument));
+  auto config =
+      parse_oci_config(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  if (!config) return std::move(config).error().with_context(bundle + "/config.json");
+  return config;
+}
+
 struct LoadedPolicy {
   std::string name;
   std::string path;
@@ -738,24 +747,27 @@ void AgentImpl::process(Job job) {
   Result<Measured> measured = Error(Errc::kInternal, "not measured");
   bool leased = job.leased;
   std::vector<UniqueFd> upper;  // the real upper file of an overlay file, leased too
-  if (!job.cached) {
-    for (const auto& m : c.marks) {
-      if (m.mnt_id != job.mnt_id) continue;
-      if (m.no_cache) leased = false;
-      if (!m.upper) break;
-      std::string rel = c.guard->container_path(e.path);
-      if (m.dest != "/") {
-        if (rel.compare(0, m.dest.size(), m.dest) != 0) break;
-        rel = rel.substr(m.dest.size());
-      }
-      auto real = open_beneath(m.upper.get(), rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
-                               O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
-      if (!real) break;  // not copied up: the lower file cannot be written in place
+  const Mark* mark = nullptr;   // the mark the event came through
+  for (const auto& m : c.marks) {
+    if (m.mnt_id == job.mnt_id) mark = &m;
+  }
+  if (mark != nullptr && mark->no_cache) leased = false;
+  // Only when the entry may be cached: a lease taken for nothing would hold back a writer
+  // (its retried open(O_NONBLOCK) meets it) while the file is hashed.
+  if (!job.cached && job.leased && mark != nullptr && mark->upper) {
+    std::string rel = c.guard->container_path(e.path);
+    bool inside = mark->dest == "/" || rel.compare(0, mark->dest.size(), mark->dest) == 0;
+    if (inside && mark->dest != "/") rel = rel.substr(mark->dest.size());
+    auto real = inside ? open_beneath(mark->upper.get(),
+                                      rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
+                                      O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW)
+                       : Result<UniqueFd>(Error(Errc::kNotFound, "outside the mount"));
+    // No upper file: not copied up, and a lower file cannot be written in place.
+    if (real) {
       auto lease = cache_->begin(real->get());
       if (lease && *lease == DigestCache::Lease::kWriters) job.writers = true;
       if (lease && *lease == DigestCache::Lease::kHeld) upper.push_back(std::move(*real));
       if (!lease) leased = false;
-      break;
     }
   }
   if (job.cached) {
@@ -781,9 +793,7 @@ void AgentImpl::process(Job job) {
       // a violation, on a mount only this container has, and (in enforce) for any path.
       bool kernel = false;
       if (d.verdict == events::Verdict::kAllow && !d.violation && d.error.empty()) {
-        for (const auto& m : c.marks) {
-          if (m.mnt_id == job.mnt_id) kernel = m.kernel_cache->load();
-        }
+        kernel = mark != nullptr && mark->kernel_cache->load();
         if (kernel && c.mode == policy::Mode::kEnforce && c.policy) {
           kernel = c.policy->compiled->paths_for(measured->digest).empty();
         }
@@ -1137,11 +1147,7 @@ Result<std::shared_ptr<Container>> AgentImpl::adopt(const std::string& id, const
                           imalog::make_violation("ima-ng", 10, "ctrust:agent-gap",
                                                  crypto::HashAlg::kSha256, crypto::HashAlg::kSha1));
   CTRUST_TRY(c->log->append(gap));
-  CTRUST_ASSIGN_OR_RETURN(Bytes config_bytes,
-                          read_file(c->bundle + "/config.json", kMaxOciDocument));
-  CTRUST_ASSIGN_OR_RETURN(OciConfig config, parse_oci_config(std::string_view(
-                                                reinterpret_cast<const char*>(config_bytes.data()),
-                                                config_bytes.size())));
+  CTRUST_ASSIGN_OR_RETURN(OciConfig config, read_bundle_config(c->bundle));
   for (const auto& ns : config.namespaces) c->namespaces.push_back(ns.type);
   {
     std::unique_lock lock(containers_mutex_);
@@ -1237,11 +1243,7 @@ Result<json> AgentImpl::create(const json& request) {
       return Error(Errc::kInvalidArgument, "container " + state.id + " is already registered");
     }
   }
-  auto bytes = read_file(state.bundle + "/config.json", kMaxOciDocument);
-  if (!bytes) return std::move(bytes).error();
-  CTRUST_ASSIGN_OR_RETURN(OciConfig config,
-                          parse_oci_config(std::string_view(
-                              reinterpret_cast<const char*>(bytes->data()), bytes->size())));
+  CTRUST_ASSIGN_OR_RETURN(OciConfig config, read_bundle_config(state.bundle));
   auto annotations = config.annotations;
   for (const auto& [k, v] : state.annotations) annotations[k] = v;
   CTRUST_ASSIGN_OR_RETURN(ContainerSettings settings, settings_from_annotations(annotations));
@@ -1543,6 +1545,7 @@ json AgentImpl::ps() {
           {"containers", list},
           {"unmanaged", unmanaged()},
           {"unvouched_execs", unvouched_.load()},
+          {"unattributed_events", unattributed_.load()},
           {"host_log", config_.host_dir() + "/measurements.bin"},
           {"host_pcr", config_.host_pcr},
           {"cache",

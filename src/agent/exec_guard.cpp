@@ -2,6 +2,19 @@
 
 namespace ctrust::agent {
 
+std::string ExecGuard::logged_key(const std::string& path, const crypto::Digest& digest) {
+  std::string key = path;
+  key.push_back('\0');
+  key.append(reinterpret_cast<const char*>(digest.bytes.data()), digest.size());
+  return key;
+}
+
+void ExecGuard::remember(const std::string& path, const crypto::Digest& digest) {
+  std::string key = logged_key(path, digest);
+  std::lock_guard lock(mutex_);
+  logged_.insert(std::move(key));
+}
+
 std::string ExecGuard::container_path(const std::string& path) const {
   if (root_.empty() || path.compare(0, root_.size(), root_) != 0) return path;
   std::string rest = path.substr(root_.size());
@@ -80,9 +93,7 @@ ExecDecision ExecGuard::judge_locked(ExecDecision d, const Measured& m) {
     return d;
   }
   // A measurement already logged (same content at the same path) is not built again.
-  std::string key = d.path;
-  key.push_back('\0');
-  key.append(reinterpret_cast<const char*>(d.digest.bytes.data()), d.digest.size());
+  std::string key = logged_key(d.path, d.digest);
   if (!logged_.contains(key)) {
     // Counted once per file content and path, as it is logged: an exec is asked about
     // twice (FAN_OPEN_EXEC_PERM, then FAN_OPEN_PERM) and must not count double.

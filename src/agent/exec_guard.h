@@ -76,13 +76,7 @@ class ExecGuard {
 
   policy::Mode mode() const { return mode_; }
   // A measurement already in the log (a restarted agent reading it back).
-  void remember(const std::string& path, const crypto::Digest& digest) {
-    std::string key = path;
-    key.push_back('\0');
-    key.append(reinterpret_cast<const char*>(digest.bytes.data()), digest.size());
-    std::lock_guard lock(mutex_);
-    logged_.insert(std::move(key));
-  }
+  void remember(const std::string& path, const crypto::Digest& digest);
   // A violation record for `name` in the log (what the BPF observers saw run unjudged),
   // serialized with the decisions' own appends.
   Result<void> record_violation(const std::string& name) {
@@ -95,6 +89,8 @@ class ExecGuard {
 
  private:
   ExecDecision judge_locked(ExecDecision d, const Measured& m);
+  // What logged_ holds for a measurement: path, NUL, digest bytes.
+  static std::string logged_key(const std::string& path, const crypto::Digest& digest);
   Result<void> log_violation(const std::string& path);
 
   const policy::CompiledPolicy* policy_;  // null: nothing is listed

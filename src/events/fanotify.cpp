@@ -85,9 +85,6 @@ Result<void> FanotifyMonitor::mark_mount_fd(int fd, const std::string& what) {
 Result<void> FanotifyMonitor::unmark_filesystem_fd(int fd, const std::string& what) {
   return mark_fd(FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, fd, "the filesystem of " + what);
 }
-Result<void> FanotifyMonitor::unmark_mount_fd(int fd, const std::string& what) {
-  return mark_fd(FAN_MARK_REMOVE | FAN_MARK_MOUNT, fd, "the mount at " + what);
-}
 
 Result<void> FanotifyMonitor::ignore(int fd) {
   if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_IGNORED_MASK, mask(), fd, nullptr) != 0) {

@@ -93,7 +93,6 @@ class FanotifyMonitor {
   Result<void> mark_filesystem_fd(int fd, const std::string& what);
   Result<void> mark_mount_fd(int fd, const std::string& what);
   Result<void> unmark_filesystem_fd(int fd, const std::string& what);
-  Result<void> unmark_mount_fd(int fd, const std::string& what);
 
   // A verdict cached in the kernel: no more permission events for the inode of `fd` (an
   // open, non-O_PATH descriptor) until unignore(). Only for files nobody can change
