@@ -143,6 +143,28 @@ start_agent
 for p in bb bb-paths bb-audit bb-measure bb-bound; do
   check "policy load $p" "$CTRUST" policy load --socket "$SOCK" "$WORK/$p.json"
 done
+# What the agent refuses to load: unsigned, signed by a key it does not trust, an older serial.
+"$CTRUST" policy create --from "$IMG" --name bb --issuer tests --any-image \
+  --out "$WORK/unsigned.json" >/dev/null
+check_exit "an unsigned policy is refused" 3 "$CTRUST" policy load --socket "$SOCK" "$WORK/unsigned.json"
+cp "$WORK/.err" "$WORK/refused.err"
+check "... saying why" grep -q "not signed" "$WORK/refused.err"
+"$CTRUST" key generate --type ecdsa-p256 --out "$WORK/other.pem" --public-out "$WORK/other.pub" >/dev/null
+cp "$WORK/unsigned.json" "$WORK/other.json"
+"$CTRUST" policy sign --key "$WORK/other.pem" "$WORK/other.json" >/dev/null
+check_exit "a policy from an untrusted signer is refused" 3 \
+  "$CTRUST" policy load --socket "$SOCK" "$WORK/other.json"
+"$CTRUST" policy create --from "$IMG" --name bb-roll --issuer tests --any-image --serial 2 \
+  --out "$WORK/roll2.json" >/dev/null
+"$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/roll2.json" >/dev/null
+"$CTRUST" policy create --from "$IMG" --name bb-roll --issuer tests --any-image --serial 1 \
+  --out "$WORK/roll1.json" >/dev/null
+"$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/roll1.json" >/dev/null
+check "serial 2 loads" "$CTRUST" policy load --socket "$SOCK" "$WORK/roll2.json"
+check_exit "serial 1 after it is a rollback, refused" 3 \
+  "$CTRUST" policy load --socket "$SOCK" "$WORK/roll1.json"
+cp "$WORK/.err" "$WORK/refused.err"
+check "... saying so" grep -q "rollback refused" "$WORK/refused.err"
 
 # --- bundles -----------------------------------------------------------------------------
 # bundle RUNTIME ID [annotation JSON]: an overlay root over the image (as podman has) and a
