@@ -1,132 +1,36 @@
 #include "agent/config.h"
 
-#include <toml++/toml.h>
-
 #include <sys/stat.h>
 #include <set>
 #include <sstream>
 
 #include "util/file.h"
+#include "util/toml_section.h"
 
 namespace ctrust::agent {
 namespace {
 
-// Reads one section's keys, refusing unknown ones and wrong types.
-class Section {
- public:
-  Section(const toml::table* table, std::string name, std::string origin)
-      : table_(table), name_(std::move(name)), origin_(std::move(origin)) {}
+using Section = TomlSection;
 
-  Result<void> string(const char* key, std::string& out) {
-    return get<std::string>(key, "a string", [&](const std::string& v) {
-      out = v;
-      return ok_result();
-    });
-  }
-  Result<void> boolean(const char* key, bool& out) {
-    return get<bool>(key, "true or false", [&](bool v) {
-      out = v;
-      return ok_result();
-    });
-  }
-  template <typename T>
-  Result<void> number(const char* key, T& out, std::int64_t min, std::int64_t max) {
-    return get<std::int64_t>(key, "an integer", [&](std::int64_t v) -> Result<void> {
-      if (v < min || v > max) {
-        return error(key, "must be from " + std::to_string(min) + " to " + std::to_string(max));
-      }
-      out = static_cast<T>(v);
-      return ok_result();
-    });
-  }
-  Result<void> strings(const char* key, std::vector<std::string>& out) {
-    seen_.insert(key);
-    if (table_ == nullptr) return ok_result();
-    const toml::node* node = table_->get(key);
-    if (node == nullptr) return ok_result();
-    const toml::array* array = node->as_array();
-    if (array == nullptr) return error(key, "must be an array of strings");
-    out.clear();
-    for (const auto& item : *array) {
-      auto v = item.value<std::string>();
-      if (!v || !item.is_string()) return error(key, "must be an array of strings");
-      out.push_back(*v);
-    }
+// A mode key of a section: off, measure, audit or enforce.
+Result<void> read_mode(TomlSection& section, const char* key, policy::Mode& out) {
+  if (!section.has(key)) {
+    section.known(key);
     return ok_result();
   }
-  Result<void> mode(const char* key, policy::Mode& out) {
-    if (table_ == nullptr || table_->get(key) == nullptr) {
-      seen_.insert(key);
-      return ok_result();
-    }
-    std::string text;
-    CTRUST_TRY(string(key, text));
-    auto m = policy::parse_mode(text);  // "" is not a mode either
-    if (!m) return error(key, "must be off, measure, audit or enforce");
-    out = *m;
-    return ok_result();
-  }
-  // A key read elsewhere (a sub-table).
-  void known(const char* key) { seen_.insert(key); }
-  // Every key of the section must have been asked for.
-  Result<void> no_unknown_keys() {
-    if (table_ == nullptr) return ok_result();
-    for (const auto& [k, v] : *table_) {
-      if (!seen_.contains(std::string(k.str()))) {
-        return Error(Errc::kFormat, origin_ + ": unknown key " + qualified(std::string(k.str())));
-      }
-    }
-    return ok_result();
-  }
-
- private:
-  std::string qualified(const std::string& key) const {
-    return name_.empty() ? key : name_ + "." + key;
-  }
-  Error error(const std::string& key, const std::string& what) const {
-    return Error(Errc::kFormat, origin_ + ": " + qualified(key) + " " + what);
-  }
-  template <typename T, typename F>
-  Result<void> get(const char* key, const char* kind, F&& apply) {
-    seen_.insert(key);
-    if (table_ == nullptr) return ok_result();
-    const toml::node* node = table_->get(key);
-    if (node == nullptr) return ok_result();
-    bool right_type = false;
-    if constexpr (std::is_same_v<T, std::string>) right_type = node->is_string();
-    if constexpr (std::is_same_v<T, bool>) right_type = node->is_boolean();
-    if constexpr (std::is_same_v<T, std::int64_t>) right_type = node->is_integer();
-    if (!right_type) return error(key, std::string("must be ") + kind);
-    return apply(*node->value<T>());
-  }
-
-  const toml::table* table_;
-  std::string name_;
-  std::string origin_;
-  std::set<std::string> seen_;
-};
-
-const toml::table* subtable(const toml::table& root, const char* name) {
-  const toml::node* node = root.get(name);
-  return node == nullptr ? nullptr : node->as_table();
+  std::string text;
+  CTRUST_TRY(section.string(key, text));
+  auto m = policy::parse_mode(text);  // "" is not a mode either
+  if (!m) return section.error(key, "must be off, measure, audit or enforce");
+  out = *m;
+  return ok_result();
 }
 
 }  // namespace
 
 Result<AgentConfig> parse_config(std::string_view text, const std::string& origin) {
-  toml::table root;
-  try {
-    root = toml::parse(text, origin);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream where;
-    where << e.source().begin.line << ":" << e.source().begin.column;
-    return Error(Errc::kFormat, origin + ":" + where.str() + ": " + std::string(e.description()));
-  } catch (const std::exception& e) {
-    // toml++ throws only parse_error for bad input; anything else (bad_alloc) must not
-    // cross the module boundary either.
-    return Error(Errc::kFormat, origin + ": " + e.what());
-  }
-  for (const char* section : {"host_tpm", "containers", "policies", "vtpm", "enforcement"}) {
+  CTRUST_ASSIGN_OR_RETURN(toml::table root, parse_toml(text, origin));
+  for (const char* section : {"host_tpm", "containers", "policies", "vtpm", "enforcement", "api"}) {
     const toml::node* node = root.get(section);
     if (node != nullptr && !node->is_table()) {
       return Error(Errc::kFormat, origin + ": " + section + " must be a table ([" + section + "])");
@@ -137,7 +41,7 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(top.string("state_dir", c.state_dir));
   CTRUST_TRY(top.string("socket", c.socket));
   CTRUST_TRY(top.string("log_level", c.log_level));
-  for (const char* section : {"host_tpm", "containers", "policies", "vtpm", "enforcement"}) {
+  for (const char* section : {"host_tpm", "containers", "policies", "vtpm", "enforcement", "api"}) {
     top.known(section);
   }
   CTRUST_TRY(top.no_unknown_keys());
@@ -148,7 +52,7 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(host.no_unknown_keys());
 
   Section containers(subtable(root, "containers"), "containers", origin);
-  CTRUST_TRY(containers.mode("default_mode", c.default_mode));
+  CTRUST_TRY(read_mode(containers, "default_mode", c.default_mode));
   CTRUST_TRY(containers.string("default_policy", c.default_policy));
   CTRUST_TRY(containers.boolean("annotations_may_weaken", c.annotations_may_weaken));
   CTRUST_TRY(containers.no_unknown_keys());
@@ -171,6 +75,22 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(enforcement.boolean("bpf", c.bpf));
   CTRUST_TRY(enforcement.boolean("kill_unvouched", c.kill_unvouched));
   CTRUST_TRY(enforcement.no_unknown_keys());
+
+  Section api(subtable(root, "api"), "api", origin);
+  CTRUST_TRY(api.string("listen", c.api_listen));
+  CTRUST_TRY(api.strings("client_ca", c.api_client_ca));
+  CTRUST_TRY(api.string("agent_id", c.agent_id));
+  std::size_t rate = static_cast<std::size_t>(c.api_rate);
+  CTRUST_TRY(api.number("rate", rate, 1, 100000));
+  c.api_rate = static_cast<double>(rate);
+  CTRUST_TRY(api.number("max_body", c.api_max_body, 1024, 16u << 20));
+  CTRUST_TRY(api.no_unknown_keys());
+  if (!c.api_listen.empty() && c.api_client_ca.empty()) {
+    return Error(Errc::kFormat, origin +
+                                    ": api.listen needs api.client_ca (the CAs of the verifiers "
+                                    "allowed to connect): the API never runs without client "
+                                    "certificates");
+  }
 
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.contains(c.log_level)) {
