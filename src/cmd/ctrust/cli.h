@@ -73,6 +73,7 @@ void register_policy_commands(CLI::App& app, Context& ctx);
 void register_tpm_commands(CLI::App& app, Context& ctx);
 void register_vtpm_commands(CLI::App& app, Context& ctx);
 void register_agent_commands(CLI::App& app, Context& ctx);
+void register_attest_commands(CLI::App& app, Context& ctx);
 // Only `ctrust hook`: what the runtime runs at every container start and stop, built without
 // the rest of the command tree (which costs milliseconds to construct).
 void register_hook_command(CLI::App& app, Context& ctx);

@@ -42,6 +42,7 @@ int run(int argc, char** argv) {
     ctrust::cli::register_tpm_commands(app, ctx);
     ctrust::cli::register_vtpm_commands(app, ctx);
     ctrust::cli::register_agent_commands(app, ctx);
+    ctrust::cli::register_attest_commands(app, ctx);
   }
 
   try {
