@@ -52,10 +52,20 @@ struct AgentConfig {
   // enforce container's process: it is killed (true), or only recorded as a violation.
   bool kill_unvouched = true;
 
+  // The attestation API (docs/PROTOCOL.md): HTTPS with TLS 1.3 and client certificates.
+  // Off while `api_listen` is empty. The TLS key and its self-signed certificate are made
+  // under STATE/api on first start; verifiers pin the key, which the host AK vouches for.
+  std::string api_listen;                  // "ADDRESS:PORT", e.g. "0.0.0.0:9443"
+  std::vector<std::string> api_client_ca;  // PEM files: CAs of the verifiers' client certificates
+  std::string agent_id;                    // the name the agent gives itself; default: host name
+  double api_rate = 20;                    // requests per second per client address
+  std::size_t api_max_body = 256 * 1024;   // bytes of a request body
+
   // Derived paths.
   std::string vtpm_root() const { return state_dir + "/vtpm"; }
   std::string containers_dir() const { return state_dir + "/containers"; }
   std::string host_dir() const { return state_dir + "/host"; }
+  std::string api_dir() const { return state_dir + "/api"; }
   std::string policies() const { return policy_dir.empty() ? state_dir + "/policies" : policy_dir; }
 };
 

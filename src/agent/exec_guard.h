@@ -83,6 +83,13 @@ class ExecGuard {
     std::lock_guard lock(mutex_);
     return log_violation(name);
   }
+  // Runs `f(log)` with the decisions' appends held off, e.g. to quote the vTPM consistently
+  // with the log's length. `log` is null in mode off.
+  template <typename F>
+  auto with_log(F&& f) {
+    std::lock_guard lock(mutex_);
+    return f(log_);
+  }
   // The path as the container sees it.
   std::string container_path(const std::string& path) const;
   ExecCounters counters() const;
