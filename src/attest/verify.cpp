@@ -396,11 +396,17 @@ Status status_of(const std::vector<Finding>& findings, Status base) {
   return s;
 }
 
-void keep_sticky(std::vector<Reason>& sticky, const std::vector<Finding>& findings) {
+// Findings about log entries stay with the log (the entry stays in it): contraindicated
+// ones in `sticky`, warnings in `warnings`. Findings about one attestation (a quote, the
+// transport) are contraindicated and sticky too; other warnings hold for one round.
+void keep_sticky(std::vector<Reason>& sticky, std::vector<Reason>& warnings,
+                 const std::vector<Finding>& findings) {
   for (const auto& f : findings) {
-    if (f.status != Status::kContraindicated) continue;
-    if (sticky.size() >= kMaxReasons) break;
-    sticky.push_back(f.reason);
+    if (f.status == Status::kContraindicated) {
+      if (sticky.size() < kMaxReasons) sticky.push_back(f.reason);
+    } else if (f.status == Status::kWarning && f.reason.entry) {
+      if (warnings.size() < kMaxReasons) warnings.push_back(f.reason);
+    }
   }
 }
 
@@ -490,6 +496,7 @@ json ContainerState::to_json() const {
           {"last_quote_time", last_quote_time},
           {"status", status_name(status)},
           {"reasons", reasons_json(reasons)},
+          {"warnings", reasons_json(warnings)},
           {"policy", policy},
           {"allowed", allowed},
           {"excluded", excluded},
@@ -512,6 +519,7 @@ Result<ContainerState> ContainerState::from_json(const json& v) {
   if (!st) return Error(Errc::kFormat, "container state has no valid status");
   s.status = *st;
   CTRUST_ASSIGN_OR_RETURN(s.reasons, reasons_from(v.value("reasons", json::array())));
+  CTRUST_ASSIGN_OR_RETURN(s.warnings, reasons_from(v.value("warnings", json::array())));
   s.policy = json_string(v, "policy");
   s.allowed = uint_member(v, "allowed");
   s.excluded = uint_member(v, "excluded");
@@ -528,7 +536,8 @@ json HostState::to_json() const {
           {"quoted", quoted},
           {"agent_starts", agent_starts},
           {"status", status_name(status)},
-          {"reasons", reasons_json(reasons)}};
+          {"reasons", reasons_json(reasons)},
+          {"warnings", reasons_json(warnings)}};
 }
 
 Result<HostState> HostState::from_json(const json& v) {
@@ -546,6 +555,7 @@ Result<HostState> HostState::from_json(const json& v) {
   if (!st) return Error(Errc::kFormat, "host state has no valid status");
   s.status = *st;
   CTRUST_ASSIGN_OR_RETURN(s.reasons, reasons_from(v.value("reasons", json::array())));
+  CTRUST_ASSIGN_OR_RETURN(s.warnings, reasons_from(v.value("warnings", json::array())));
   return s;
 }
 
@@ -713,8 +723,9 @@ Result<AttestationOutcome> verify_attestation(HostState& host,
       out.entries_verified += host_entries.size();
     }
   }
-  keep_sticky(host.reasons, host_findings);
+  keep_sticky(host.reasons, host.warnings, host_findings);
   host.status = status_of(host_findings, Status::kAffirming);
+  if (!host.warnings.empty()) host.status = worse_of(host.status, Status::kWarning);
   if (!host.reasons.empty()) host.status = worse_of(host.status, Status::kContraindicated);
   out.host_status = host.status;
   out.host_reasons = reasons_of(host_findings);
@@ -865,8 +876,9 @@ Result<AttestationOutcome> verify_attestation(HostState& host,
 
   for (auto& [id, st] : containers) {
     const std::vector<Finding>& findings = container_findings[id];
-    keep_sticky(st.reasons, findings);
+    keep_sticky(st.reasons, st.warnings, findings);
     Status s = status_of(findings, Status::kAffirming);
+    if (!st.warnings.empty()) s = worse_of(s, Status::kWarning);
     if (!st.reasons.empty()) s = worse_of(s, Status::kContraindicated);
     if (!host_ok) s = worse_of(s, Status::kContraindicated);
     bool was_reported = reported.contains(id);

@@ -69,8 +69,9 @@ struct ContainerState {
   LogState log;
   std::int64_t last_quote_time = 0;
   Status status = Status::kNone;
-  std::vector<Reason> reasons;
-  std::string policy;  // name and serial of the verifier's policy the log was judged by
+  std::vector<Reason> reasons;   // contraindicated findings that stay (the first ones)
+  std::vector<Reason> warnings;  // warnings about log entries, which stay too
+  std::string policy;            // name and serial of the verifier's policy the log was judged by
   std::uint64_t allowed = 0, excluded = 0, skipped = 0;
 
   nlohmann::json to_json() const;
@@ -85,7 +86,8 @@ struct HostState {
   bool quoted = false;  // at least one quote was verified
   std::uint64_t agent_starts = 0;
   Status status = Status::kNone;
-  std::vector<Reason> reasons;
+  std::vector<Reason> reasons;   // contraindicated findings that stay (the first ones)
+  std::vector<Reason> warnings;  // warnings about host log entries, which stay too
 
   nlohmann::json to_json() const;
   static Result<HostState> from_json(const nlohmann::json& value);

@@ -26,8 +26,12 @@ bool has_code(const std::vector<attest::Reason>& reasons,
 }
 
 std::vector<attest::Reason> merged(const std::vector<attest::Reason>& sticky,
+                                   const std::vector<attest::Reason>& warnings,
                                    const std::vector<attest::Reason>* round) {
   std::vector<attest::Reason> out = sticky;
+  for (const auto& r : warnings) {
+    if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
+  }
   if (round != nullptr) {
     for (const auto& r : *round) {
       if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
@@ -149,7 +153,7 @@ attest::Ear make_ear(const RegisteredAgent& agent, const attest::HostState& host
   attest::Submod h;
   h.name = std::string(kHostSubmod);
   h.status = host.status;
-  h.reasons = merged(host.reasons, round ? &round->host_reasons : nullptr);
+  h.reasons = merged(host.reasons, host.warnings, round ? &round->host_reasons : nullptr);
   h.vector = trust_vector(h.status, h.reasons, true);
   if (h.status != Status::kNone && !h.vector.empty()) {
     h.vector.hardware = agent.ek_trust.rfind("certificate", 0) == 0
@@ -171,7 +175,7 @@ attest::Ear make_ear(const RegisteredAgent& agent, const attest::HostState& host
         if (c.id == id) r = &c.reasons;
       }
     }
-    s.reasons = merged(st.reasons, r);
+    s.reasons = merged(st.reasons, st.warnings, r);
     s.vector = trust_vector(s.status, s.reasons, false);
     s.policy_id = st.policy;
     s.extra = {{"ear.ctrust.image", st.image},

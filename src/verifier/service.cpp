@@ -605,7 +605,9 @@ json VerifierImpl::agent_json(const store::AgentRow& row, bool with_containers) 
   if (row.state.is_object() && row.state.contains("host")) {
     const json& h = row.state["host"];
     out["verdict"] = h.value("status", "none");
-    out["reasons"] = h.value("reasons", json::array());
+    json reasons = h.value("reasons", json::array());
+    for (const auto& w : h.value("warnings", json::array())) reasons.push_back(w);
+    out["reasons"] = reasons;
     out["host_log_entries"] = h.contains("log") ? h["log"].value("offset", 0) : 0;
   } else {
     out["verdict"] = "none";

@@ -430,6 +430,10 @@ TEST_F(VerifyTest, UnknownAgentBinaryIsContraindicatedAndMissingReferencesWarn) 
   auto w = round();
   EXPECT_EQ(w.host_status, Status::kWarning);
   EXPECT_TRUE(has_reason(w.host_reasons, "no-reference-value"));
+  // A warning about a host log entry stays with the host: the next round has no new entry.
+  auto w2 = round();
+  EXPECT_EQ(w2.host_status, Status::kWarning);
+  EXPECT_TRUE(has_reason(state_.warnings, "no-reference-value"));
 }
 
 TEST_F(VerifyTest, NoPolicyIsAWarningAndAnImageOutsideThePolicyIsContraindicated) {

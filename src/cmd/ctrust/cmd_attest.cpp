@@ -265,7 +265,7 @@ void print_agents(const json& doc) {
 }
 
 void print_agent(const json& ag) {
-  std::printf("agent %s: %s, verdict %s (%s)\n", ag.value("id", "").c_str(),
+  std::printf("agent %s: %s, host verdict %s (%s)\n", ag.value("id", "").c_str(),
               ag.value("status", "").c_str(), ag.value("verdict", "").c_str(),
               ag.value("url", "").c_str());
   auto reasons = [](const json& list) {
