@@ -650,6 +650,13 @@ Result<attest::Evidence> AgentImpl::answer(const attest::Challenge& challenge) {
     }
     std::string dir = config_.containers_dir() + "/" + id;
     auto status = read_file(dir + "/status", 64);
+    // A container being removed leaves the map before its status says so: wait for it
+    // rather than call it unknown (which a verifier must treat as withheld).
+    for (int i = 0; i < 20 && status && std::string(status->begin(), status->end()) == "running";
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      status = read_file(dir + "/status", 64);
+    }
     if (!status || std::string(status->begin(), status->end()) == "running" ||
         std::any_of(running.begin(), running.end(), [&](const auto& c) { return c->id == id; })) {
       ev.unknown.push_back(id);

@@ -664,6 +664,24 @@ Result<AttestationOutcome> verify_attestation(HostState& host,
   std::vector<imalog::Entry> host_entries;
   LogState host_log = reset ? LogState{} : host.log;
   if (host_ok) {
+    if (ev.host_log.offset != host_log.offset && reset) {
+      // The host rebooted and the agent answered from the old offset: start the new boot's
+      // books now (its containers are gone), and fetch its log from the start next round.
+      for (const auto& [id, st] : containers) out.dropped.push_back(id);
+      containers.clear();
+      Status status_before = host.status;
+      host = HostState{};
+      host.reset_count = host_att.reset_count;
+      host.restart_count = host_att.restart_count;
+      host.clock = host_att.clock;
+      host.quoted = true;
+      host.agent_instance = ev.agent_instance;
+      host.status = Status::kWarning;
+      out.host_status = host.status;
+      out.host_reasons = reasons_of(host_findings);
+      out.host_changed = host.status != status_before;
+      return out;
+    }
     if (ev.host_log.offset != host_log.offset) {
       host_findings.push_back(
           {Status::kContraindicated,
@@ -709,8 +727,12 @@ Result<AttestationOutcome> verify_attestation(HostState& host,
     }
     if (host_ok) {
       if (reset) {
+        // A new boot: the old containers and what the old log said are gone with it.
+        for (const auto& [id, st] : containers) out.dropped.push_back(id);
         containers.clear();
         host.agent_starts = 0;
+        host.reasons.clear();
+        host.warnings.clear();
       }
       process_host_records(host_entries, ev.host_log.offset, *in.refs, host, containers,
                            host_findings, container_findings);

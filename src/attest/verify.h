@@ -125,6 +125,7 @@ struct AttestationOutcome {
   std::vector<Reason> host_reasons;
   bool host_changed = false;
   std::vector<ContainerOutcome> containers;
+  std::vector<std::string> dropped;  // containers of a previous boot: the caller forgets them
   std::uint64_t entries_verified = 0;
 };
 

@@ -705,6 +705,14 @@ void VerifierImpl::attest_one(store::AgentRow row) {
     }
   }
   std::vector<store::VerdictEvent> events;
+  // Webhooks go out only for what was stored.
+  struct Pending {
+    std::string container;
+    Status now, before;
+    std::vector<attest::Reason> reasons;
+    std::string ear;
+  };
+  std::vector<Pending> pending;
   std::vector<store::ContainerRow> changed_rows;
   std::vector<std::string> removed;
   row.updated_at = now;
@@ -748,7 +756,12 @@ void VerifierImpl::attest_one(store::AgentRow row) {
       e.reasons = reasons_json(ear.submods[0].reasons);
       e.ear = token;
       events.push_back(e);
-      notify(row.id, "", hstate->status, host_before, ear.submods[0].reasons, token);
+      pending.push_back({"", hstate->status, host_before, ear.submods[0].reasons, token});
+    }
+    for (const auto& id : outcome->dropped) {
+      bool again = std::any_of(outcome->containers.begin(), outcome->containers.end(),
+                               [&id](const attest::ContainerOutcome& o) { return o.id == id; });
+      if (!again) removed.push_back(id);
     }
     for (const auto& o : outcome->containers) {
       auto it = containers.find(o.id);
@@ -777,8 +790,8 @@ void VerifierImpl::attest_one(store::AgentRow row) {
         e.reasons = reasons_json(reasons);
         e.ear = token;
         events.push_back(e);
-        notify(row.id, o.id, it->second.status, b == before.end() ? Status::kNone : b->second,
-               reasons, token);
+        pending.push_back({o.id, it->second.status, b == before.end() ? Status::kNone : b->second,
+                           reasons, token});
       }
     }
   }
@@ -790,6 +803,8 @@ void VerifierImpl::attest_one(store::AgentRow row) {
   if (!saved) {
     spdlog::error("agent {}: saving the attestation: {}", row.id, saved.error().message());
     attest_error_->inc();
+  } else {
+    for (const auto& p : pending) notify(row.id, p.container, p.now, p.before, p.reasons, p.ear);
   }
   done();
 }

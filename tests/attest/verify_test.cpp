@@ -416,6 +416,30 @@ TEST_F(VerifyTest, CountersGoingBackAreAReplay) {
   EXPECT_TRUE(has_reason(o.host_reasons, "replayed-quote")) << codes(o.host_reasons);
 }
 
+TEST_F(VerifyTest, AHostRebootStartsTheBooksAnew) {
+  add("c1");
+  ASSERT_TRUE(host_->exec("c1", "/tmp/evil", "evil").ok());
+  round();
+  EXPECT_EQ(containers_["c1"].status, Status::kContraindicated);
+  // The host reboots: a new TPM reset count, a new log longer than the old offset.
+  auto fresh = SimHost::create();
+  ASSERT_TRUE(fresh.ok());
+  fresh->reset_count = 1;
+  host_.emplace(std::move(*fresh));
+  keys_.emplace(HostKeys{*host_->ak().public_key(), 13});
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(host_->host_log().add_buf("ctrust:note", R"({"event":"note"})").ok());
+  }
+  add("c2");
+  auto o = round();
+  EXPECT_TRUE(has_reason(o.host_reasons, "tpm-reset")) << codes(o.host_reasons);
+  EXPECT_EQ(o.dropped, std::vector<std::string>{"c1"});
+  EXPECT_TRUE(containers_.empty());
+  EXPECT_EQ(state_.log.offset, 0u);
+  auto o2 = round();
+  EXPECT_EQ(outcome(o2, "c2")->status, Status::kAffirming) << codes(outcome(o2, "c2")->reasons);
+}
+
 TEST_F(VerifyTest, UnknownAgentBinaryIsContraindicatedAndMissingReferencesWarn) {
   refs_.agent_binaries = {"sha256:" + std::string(64, '0')};
   add("c1");
