@@ -144,7 +144,13 @@ Result<std::unique_ptr<net::HttpServer>> start_api(const AgentConfig& config,
     auto parsed = attest::parse_challenge(req.body);
     if (!parsed) return failure(parsed.error(), "challenge");
     auto evidence = shared->answer(*parsed);
-    if (!evidence) return failure(evidence.error(), "challenge");
+    if (!evidence) {
+      // The agent's own answer over a limit is not the request's fault (no 413).
+      if (evidence.error().code() == Errc::kLimit) {
+        return net::error_response(500, "evidence-too-large", evidence.error().message());
+      }
+      return failure(evidence.error(), "challenge");
+    }
     return net::json_response(200, attest::to_json(*evidence));
   });
   CTRUST_TRY(server->start());

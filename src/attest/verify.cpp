@@ -784,6 +784,16 @@ Result<AttestationOutcome> verify_attestation(HostState& host,
                           reason("host-evidence", "the host's evidence does not verify")});
       continue;
     }
+    if (c.log.offset != st.log.offset && st.log.offset == 0 &&
+        st.host_entry >= ev.host_log.offset) {
+      // Created (or created again, under a reused name) by a record of this very round: the
+      // challenge asked for the old log's offset. The next round asks from the start.
+      findings.push_back(
+          {Status::kWarning, reason("log-restarted", "container " + c.id +
+                                                         " was created anew; its log is fetched "
+                                                         "from the start next round")});
+      continue;
+    }
     if (c.log.offset != st.log.offset) {
       findings.push_back(
           {Status::kContraindicated,

@@ -74,7 +74,11 @@ Result<std::pair<std::string, int>> split_listen(const std::string& listen) {
       (port = std::stoi(p)) > 65535) {
     return Error(Errc::kInvalidArgument, "listen " + listen + " has a bad port");
   }
-  return std::pair{listen.substr(0, colon), port};
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::pair{host, port};
 }
 
 bool valid_id(const std::string& id) {
@@ -443,6 +447,11 @@ Result<void> VerifierImpl::refresh_policies(bool force) {
     for (const auto& d : parsed->images) lp->choice.images.push_back("sha256:" + d.hex());
     compiled[row.digest] = std::move(lp);
   }
+  // Only what the store still holds: a removed policy judges nothing any more.
+  for (auto it = compiled.begin(); it != compiled.end();) {
+    auto n = names.find(it->second->row.name);
+    it = n == names.end() || n->second != it->first ? compiled.erase(it) : std::next(it);
+  }
   std::map<std::pair<std::string, std::string>, std::string> m;
   for (const auto& row : maps) m[{row.kind, row.key}] = row.policy;
   std::lock_guard lock(policies_mutex_);
@@ -458,6 +467,18 @@ std::optional<attest::PolicyChoice> VerifierImpl::lookup(const std::string& agen
                                                          const std::string& image,
                                                          const std::string& logged_policy) {
   if (auto r = refresh_policies(false); !r) spdlog::warn("policies: {}", r.error().message());
+  // A digest of an older serial than the verifier's latest: the policy's name, from the
+  // store (the latest serial of that name judges).
+  std::string older_name;
+  bool known = false;
+  {
+    std::lock_guard lock(policies_mutex_);
+    known = by_digest_.contains(logged_policy);
+  }
+  if (!known && !logged_policy.empty()) {
+    auto row = store_->get_policy_by_digest(logged_policy);
+    if (row && *row) older_name = (*row)->name;
+  }
   std::lock_guard lock(policies_mutex_);
   auto by_name = [&](const std::string& name) -> std::optional<attest::PolicyChoice> {
     auto d = policy_digest_by_name_.find(name);
@@ -475,15 +496,9 @@ std::optional<attest::PolicyChoice> VerifierImpl::lookup(const std::string& agen
   auto m = mappings_.find({"image", image});
   if (m != mappings_.end()) return by_name(m->second);
   auto p = by_digest_.find(logged_policy);
-  if (p != by_digest_.end()) {
-    // Only the latest serial of a name counts: an older one the agent still enforces is not
-    // what the verifier judges by.
-    auto latest = policy_digest_by_name_.find(p->second->row.name);
-    if (latest != policy_digest_by_name_.end() && latest->second != logged_policy) {
-      return by_name(p->second->row.name);
-    }
-    return p->second->choice;
-  }
+  if (p != by_digest_.end()) return p->second->choice;  // only newest serials are held
+  // An older serial the agent still enforces: judged by the newest of that name.
+  if (!older_name.empty()) return by_name(older_name);
   return std::nullopt;
 }
 
@@ -1137,15 +1152,20 @@ void VerifierImpl::routes() {
                      list.push_back({{"kind", m.kind}, {"key", m.key}, {"policy", m.policy}});
                    return net::json_response(200, json{{"mappings", list}});
                  }));
-  server_->route("DELETE", "/v1/mappings/{kind}/{key}",
-                 wrap([this](const net::Request& req) -> Result<net::Response> {
-                   CTRUST_ASSIGN_OR_RETURN(bool gone,
-                                           store_->delete_mapping(req.path_params.at("kind"),
-                                                                  req.path_params.at("key")));
-                   if (!gone) return Error(Errc::kNotFound, "no such mapping");
-                   CTRUST_TRY(refresh_policies(true));
-                   return net::json_response(200, json{{"deleted", true}});
-                 }));
+  // DELETE /v1/mappings?kind=KIND&key=KEY: in the query, because a container key
+  // (AGENT/ID) holds a '/' that a path segment may not.
+  server_->route(
+      "DELETE", "/v1/mappings", wrap([this](const net::Request& req) -> Result<net::Response> {
+        auto kind = req.query.find("kind");
+        auto key = req.query.find("key");
+        if (kind == req.query.end() || key == req.query.end()) {
+          return Error(Errc::kInvalidArgument, "give ?kind=...&key=...");
+        }
+        CTRUST_ASSIGN_OR_RETURN(bool gone, store_->delete_mapping(kind->second, key->second));
+        if (!gone) return Error(Errc::kNotFound, "no such mapping");
+        CTRUST_TRY(refresh_policies(true));
+        return net::json_response(200, json{{"deleted", true}});
+      }));
 }
 
 }  // namespace

@@ -416,6 +416,27 @@ TEST_F(VerifyTest, CountersGoingBackAreAReplay) {
   EXPECT_TRUE(has_reason(o.host_reasons, "replayed-quote")) << codes(o.host_reasons);
 }
 
+TEST_F(VerifyTest, AReusedContainerNameStartsItsLogAnew) {
+  add("c1");
+  ASSERT_TRUE(host_->exec("c1", "/bin/sh", "busybox").ok());
+  ASSERT_TRUE(host_->exec("c1", "/usr/bin/app", "app").ok());
+  round();
+  ASSERT_EQ(containers_["c1"].log.offset, 5u);
+  // c1 stops and a new container of the same name starts with a longer log.
+  ASSERT_TRUE(host_->stop("c1").ok());
+  host_->container("c1")->id = "c1-old";
+  add("c1");
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(host_->exec("c1", "/bin/sh" + std::to_string(i), "busybox").ok());
+  }
+  auto o = round();
+  EXPECT_TRUE(has_reason(outcome(o, "c1")->reasons, "log-restarted"))
+      << codes(outcome(o, "c1")->reasons);
+  auto o2 = round();
+  EXPECT_EQ(outcome(o2, "c1")->status, Status::kAffirming) << codes(outcome(o2, "c1")->reasons);
+  EXPECT_EQ(containers_["c1"].log.offset, 9u);
+}
+
 TEST_F(VerifyTest, AHostRebootStartsTheBooksAnew) {
   add("c1");
   ASSERT_TRUE(host_->exec("c1", "/tmp/evil", "evil").ok());

@@ -165,6 +165,20 @@ check_exit "the verifier refuses an unsigned policy" 1 "${V[@]}" policy add "$WO
 cp "$WORK/.err" "$WORK/last.err"
 check "... saying so" grep -q "not signed" "$WORK/last.err"
 
+for serial in 3 2; do
+  "$CTRUST" policy create --from "$IMG" --name web-roll --issuer tests --any-image --serial "$serial" \
+    --out "$WORK/roll$serial.json" >/dev/null
+  "$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/roll$serial.json" >/dev/null
+done
+check "the verifier adds serial 3" "${V[@]}" policy add "$WORK/roll3.json"
+check_exit "serial 2 after it is a rollback, refused" 1 "${V[@]}" policy add "$WORK/roll2.json"
+cp "$WORK/.err" "$WORK/last.err"
+check "... saying so" grep -q "rollback" "$WORK/last.err"
+check "a mapping keyed AGENT/ID" "${V[@]}" map container node-1/other web-roll
+check "... is listed" sh -c "\"\$@\" mappings | jq -e '.mappings[] | select(.key == \"node-1/other\")'" _ "${V[@]}"
+check "... and removed" "${V[@]}" unmap container node-1/other
+check_exit "... once" 1 "${V[@]}" unmap container node-1/other
+
 # --- registration --------------------------------------------------------------------------
 check_exit "an unpinned EK is refused" 1 "${V[@]}" register "$AGENT_URL"
 PIN=$(grep -o 'sha256:[0-9a-f]\{64\}' "$WORK/.err" | head -1)

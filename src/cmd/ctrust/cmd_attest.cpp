@@ -173,10 +173,15 @@ int run_attest(const AttestArgs& a) {
     verdict = attest::worse_of(host_sub->status, s->status);
     shown.push_back(s);
   } else {
+    // The host and every running container. A container that stopped before this first
+    // challenge is known from the host log only (status none): shown, not counted.
     for (const auto& s : ear.submods) {
-      if (s.name != verifier::kHostSubmod) shown.push_back(&s);
+      if (s.name == verifier::kHostSubmod) continue;
+      shown.push_back(&s);
+      auto c = containers.find(s.name.substr(10));
+      bool gone = c != containers.end() && c->second.stopped && s.status == attest::Status::kNone;
+      if (!gone) verdict = attest::worse_of(verdict, s.status);
     }
-    verdict = ear.overall();
   }
   if (a.json) {
     json out = {
@@ -471,7 +476,8 @@ void register_attest_commands(CLI::App& app, Context& ctx) {
   um->callback([admin, map, &ctx] {
     ctx.exit_code =
         call(*admin, "DELETE",
-             "/v1/mappings/" + escape_path((*map)[0]) + "/" + escape_path((*map)[1]), "", nullptr);
+             "/v1/mappings?kind=" + escape_path((*map)[0]) + "&key=" + escape_path((*map)[1]), "",
+             nullptr);
   });
   v->add_subcommand("mappings", "List mappings")->callback([admin, &ctx] {
     ctx.exit_code = call(*admin, "GET", "/v1/mappings", "", nullptr);
