@@ -19,7 +19,7 @@ struct VerifierConfig {
   std::string state_dir = "/var/lib/ctrust-verifier";
   std::string listen = "127.0.0.1:8443";  // the REST API (HTTPS, client certificates)
   std::string store;                      // default sqlite:STATE/verifier.db
-  std::string id;                         // this instance's name (leases); default host name
+  std::string id;                         // this instance's name (leases); default HOSTNAME-PID
   std::string log_level = "info";
 
   // [attestation]
