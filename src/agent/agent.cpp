@@ -560,7 +560,7 @@ Result<void> AgentImpl::start_attestation_api() {
   instance_ = random_hex(8);
   started_ = now_seconds();
   AttestationSource source;
-  source.identity = [this](std::optional<Bytes> nonce) { return identity(nonce); };
+  source.identity = [this](const std::optional<Bytes>& nonce) { return identity(nonce); };
   source.activate = [this](const attest::ActivateRequest& r) { return activate(r); };
   source.answer = [this](const attest::Challenge& c) { return answer(c); };
   CTRUST_ASSIGN_OR_RETURN(api_, start_api(config_, std::move(tls), std::move(source)));
@@ -658,7 +658,8 @@ Result<attest::Evidence> AgentImpl::answer(const attest::Challenge& challenge) {
       status = read_file(dir + "/status", 64);
     }
     if (!status || std::string(status->begin(), status->end()) == "running" ||
-        std::any_of(running.begin(), running.end(), [&](const auto& c) { return c->id == id; })) {
+        std::any_of(running.begin(), running.end(),
+                    [&wanted = id](const auto& c) { return c->id == wanted; })) {
       ev.unknown.push_back(id);
       continue;
     }

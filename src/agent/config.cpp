@@ -80,7 +80,7 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(api.string("listen", c.api_listen));
   CTRUST_TRY(api.strings("client_ca", c.api_client_ca));
   CTRUST_TRY(api.string("agent_id", c.agent_id));
-  std::size_t rate = static_cast<std::size_t>(c.api_rate);
+  auto rate = static_cast<std::size_t>(c.api_rate);
   CTRUST_TRY(api.number("rate", rate, 1, 100000));
   c.api_rate = static_cast<double>(rate);
   CTRUST_TRY(api.number("max_body", c.api_max_body, 1024, 16u << 20));

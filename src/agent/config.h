@@ -59,7 +59,7 @@ struct AgentConfig {
   std::vector<std::string> api_client_ca;  // PEM files: CAs of the verifiers' client certificates
   std::string agent_id;                    // the name the agent gives itself; default: host name
   double api_rate = 20;                    // requests per second per client address
-  std::size_t api_max_body = 256 * 1024;   // bytes of a request body
+  std::size_t api_max_body = std::size_t{256} * 1024;  // bytes of a request body
 
   // Derived paths.
   std::string vtpm_root() const { return state_dir + "/vtpm"; }

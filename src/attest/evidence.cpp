@@ -195,7 +195,7 @@ Result<QuoteEvidence> read_quote(const json& value, const std::string& path) {
         (key.size() == 2 && key[0] == '0')) {
       return ObjectReader::fail(where, "is not a PCR index");
     }
-    unsigned index = static_cast<unsigned>(std::stoul(key));
+    auto index = static_cast<unsigned>(std::stoul(key));
     if (index > 23) return ObjectReader::fail(where, "is not a PCR index (0-23)");
     if (!v.is_string()) return ObjectReader::fail(where, "must be a string");
     CTRUST_ASSIGN_OR_RETURN(Bytes value_bytes,
@@ -377,7 +377,7 @@ Result<Evidence> parse_evidence(std::string_view text) {
     CTRUST_ASSIGN_OR_RETURN(c.id, read_id(cr, "id"));
     CTRUST_ASSIGN_OR_RETURN(c.state, cr.string("state", 16));
     if (c.state != "running" && c.state != "stopped") {
-      return ObjectReader::fail(path + ".state", "must be \"running\" or \"stopped\"");
+      return ObjectReader::fail(path + ".state", R"(must be "running" or "stopped")");
     }
     CTRUST_ASSIGN_OR_RETURN(c.ak_public, cr.b64("ak_public", kMaxQuoteBytes, false));
     CTRUST_ASSIGN_OR_RETURN(const json* quote, cr.member("quote", false));

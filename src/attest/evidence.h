@@ -35,7 +35,7 @@ namespace ctrust::attest {
 inline constexpr std::uint32_t kProtocolVersion = 1;
 inline constexpr std::size_t kNonceBytes = 32;
 // Documented limits (docs/PROTOCOL.md, "Limits").
-inline constexpr std::size_t kMaxChallengeBytes = 256 * 1024;
+inline constexpr std::size_t kMaxChallengeBytes = std::size_t{256} * 1024;
 inline constexpr std::size_t kMaxEvidenceBytes = 64u << 20;
 inline constexpr std::size_t kMaxContainers = 1024;
 inline constexpr std::size_t kMaxLogChunkBytes = 16u << 20;

@@ -133,7 +133,10 @@ std::vector<Finding> check_quote(const crypto::PublicKey& ak, const QuoteEvidenc
   }
   for (const auto& p : verdict->problems) {
     std::string code = p.find("signature") != std::string::npos ? "quote-signature" : "quote";
-    Reason r = reason(code, what + ": " + p);
+    std::string message = what;
+    message += ": ";
+    message += p;
+    Reason r = reason(code, std::move(message));
     r.quote = what;
     findings.push_back({Status::kContraindicated, std::move(r)});
   }
@@ -276,7 +279,7 @@ void judge_container_entries(const std::vector<imalog::Entry>& entries, std::uin
   for (std::size_t i = 0; i < entries.size(); ++i) {
     std::uint64_t index = first + i;
     const imalog::Entry& e = entries[i];
-    auto add = [&](Status s, std::string code, std::string message, std::string path = "",
+    auto add = [&](Status s, std::string code, std::string message, const std::string& path = "",
                    std::string rule = "") {
       Reason r = reason(std::move(code), std::move(message));
       r.entry = index;

@@ -55,7 +55,7 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
   CTRUST_TRY(hooks.no_unknown_keys());
 
   TomlSection api(subtable(root, "api"), "api", origin);
-  std::size_t rate = static_cast<std::size_t>(c.api_rate);
+  auto rate = static_cast<std::size_t>(c.api_rate);
   CTRUST_TRY(api.number("rate", rate, 1, 1000000));
   c.api_rate = static_cast<double>(rate);
   CTRUST_TRY(api.number("max_body", c.api_max_body, 1024, std::int64_t{1} << 30));
@@ -69,14 +69,15 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
       bool ok = v.size() == 71 && v.rfind("sha256:", 0) == 0 &&
                 v.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
       if (!ok) {
-        return Error(Errc::kFormat,
-                     origin + ": " + v + " is not sha256: followed by 64 lowercase hex digits");
+        return Error(Errc::kFormat, origin + ": " + std::string(v) +
+                                        " is not sha256: followed by 64 lowercase hex digits");
       }
     }
   }
   for (const auto& url : c.webhooks) {
     if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
-      return Error(Errc::kFormat, origin + ": webhook " + url + " is not an http(s) URL");
+      return Error(Errc::kFormat,
+                   origin + ": webhook " + std::string(url) + " is not an http(s) URL");
     }
   }
   static const char* const kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};

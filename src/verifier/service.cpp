@@ -132,10 +132,6 @@ struct LoadedPolicy {
   attest::PolicyChoice choice;
 };
 
-struct Webhook {
-  json event;
-};
-
 class VerifierImpl final : public Verifier {
  public:
   explicit VerifierImpl(VerifierConfig config) : config_(std::move(config)) {}
@@ -203,7 +199,7 @@ class VerifierImpl final : public Verifier {
   std::vector<std::thread> workers_;
   std::mutex hooks_mutex_;
   std::condition_variable hooks_cv_;
-  std::deque<Webhook> hooks_;
+  std::deque<std::string> hooks_;  // event bodies (JSON)
   std::thread hook_thread_;
 
   Registry metrics_;
@@ -489,7 +485,10 @@ std::optional<attest::PolicyChoice> VerifierImpl::lookup(const std::string& agen
   };
   // The most specific mapping first: this agent's container, any agent's container of that
   // name, the image; else the policy the agent says it enforces, if the verifier has it.
-  for (const auto& key : {agent + "/" + container, container}) {
+  std::string qualified = agent;
+  qualified += '/';
+  qualified += container;
+  for (const auto& key : {qualified, container}) {
     auto m = mappings_.find({"container", key});
     if (m != mappings_.end()) return by_name(m->second);
   }
@@ -862,7 +861,8 @@ void VerifierImpl::scheduler_loop() {
     {
       std::lock_guard lock(queue_mutex_);
       std::size_t busy = queue_.size() + in_flight_.size();
-      room = busy >= config_.concurrency * 2 ? 0 : config_.concurrency * 2 - busy;
+      std::size_t cap = std::size_t{config_.concurrency} * 2;
+      room = busy >= cap ? 0 : cap - busy;
     }
     if (room > 0) {
       auto due = store_->claim_due(instance_, now_seconds(), config_.lease, room);
@@ -930,22 +930,21 @@ void VerifierImpl::notify(const std::string& agent, const std::string& container
     hook_dropped_->inc();
     return;
   }
-  hooks_.push_back({std::move(event)});
+  hooks_.push_back(event.dump());
   hooks_cv_.notify_one();
 }
 
 void VerifierImpl::webhook_loop() {
   std::map<std::string, std::optional<net::HttpClient>> clients;
   while (true) {
-    Webhook hook;
+    std::string body;
     {
       std::unique_lock lock(hooks_mutex_);
       hooks_cv_.wait(lock, [&] { return stopping_ || !hooks_.empty(); });
       if (hooks_.empty()) return;  // stopping, and everything queued was sent
-      hook = std::move(hooks_.front());
+      body = std::move(hooks_.front());
       hooks_.pop_front();
     }
-    std::string body = hook.event.dump();
     for (const auto& url : config_.webhooks) {
       auto scheme_end = url.find("://");
       auto path_start = url.find('/', scheme_end + 3);
@@ -1131,7 +1130,7 @@ void VerifierImpl::routes() {
         CTRUST_ASSIGN_OR_RETURN(json body, parse_body(req));
         store::MappingRow m{member(body, "kind"), member(body, "key"), member(body, "policy")};
         if (m.kind != "image" && m.kind != "container") {
-          return Error(Errc::kInvalidArgument, "kind must be \"image\" or \"container\"");
+          return Error(Errc::kInvalidArgument, R"(kind must be "image" or "container")");
         }
         if (m.key.empty() || m.key.size() > 300)
           return Error(Errc::kInvalidArgument, "key is missing");
