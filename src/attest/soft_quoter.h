@@ -1,7 +1,7 @@
 // A software stand-in for a TPM attestation key: quotes (TPMS_ATTEST + TPMT_SIGNATURE, byte
 // for byte what a TPM produces) over PCR values the caller keeps, signed by an ECDSA P-256
 // key in memory. It is a FAKE for the verifier's unit tests and for the simulated agents of
-// the fleet-scale benchmark (bench/verifier_bench.cpp); the real thing is a TPM or swtpm
+// the fleet-scale benchmark (bench/fleet_bench.cpp); the real thing is a TPM or swtpm
 // through tpm::Tpm, which the integration tests (tests/cli/attest_test.sh) use.
 //
 // SimLog keeps a measurement log and its PCR value the way ctrustd does, so that tests can

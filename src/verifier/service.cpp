@@ -195,6 +195,10 @@ class VerifierImpl final : public Verifier {
   std::condition_variable queue_cv_;
   std::deque<store::AgentRow> queue_;
   std::set<std::string> in_flight_;
+  // When each agent's last attestation finished (a sequence number): a claim that read an
+  // agent before that finished holds a stale row, which must not be attested again.
+  std::uint64_t finish_seq_ = 0;
+  std::map<std::string, std::uint64_t> finished_at_;
   std::thread scheduler_;
   std::vector<std::thread> workers_;
   std::mutex hooks_mutex_;
@@ -843,6 +847,7 @@ Result<json> VerifierImpl::attest_now(const std::string& id) {
   {
     std::lock_guard lock(queue_mutex_);
     in_flight_.erase(id);
+    finished_at_[id] = ++finish_seq_;
   }
   queue_cv_.notify_all();
   CTRUST_ASSIGN_OR_RETURN(auto after, store_->get_agent(id));
@@ -865,6 +870,11 @@ void VerifierImpl::scheduler_loop() {
       room = busy >= cap ? 0 : cap - busy;
     }
     if (room > 0) {
+      std::uint64_t claim_seq = 0;
+      {
+        std::lock_guard lock(queue_mutex_);
+        claim_seq = finish_seq_;
+      }
       auto due = store_->claim_due(instance_, now_seconds(), config_.lease, room);
       if (!due) {
         spdlog::error("claiming agents: {}", due.error().message());
@@ -872,6 +882,9 @@ void VerifierImpl::scheduler_loop() {
         std::lock_guard lock(queue_mutex_);
         for (auto& row : *due) {
           if (in_flight_.contains(row.id)) continue;
+          // Finished after the claim read it: the row is stale (not due any more).
+          auto f = finished_at_.find(row.id);
+          if (f != finished_at_.end() && f->second > claim_seq) continue;
           bool queued = std::any_of(queue_.begin(), queue_.end(),
                                     [&](const store::AgentRow& r) { return r.id == row.id; });
           if (!queued) queue_.push_back(std::move(row));
@@ -906,6 +919,7 @@ void VerifierImpl::worker_loop() {
     {
       std::lock_guard lock(queue_mutex_);
       in_flight_.erase(id);
+      finished_at_[id] = ++finish_seq_;
     }
     queue_cv_.notify_all();
   }
