@@ -12,43 +12,11 @@ namespace {
 
 using nlohmann::json;
 
-// A failure of the request (the client's fault) or of the agent (ours).
+// A failure of the request (the client's fault) or of the agent (ours, logged, no details).
 net::Response failure(const Error& e, const char* what) {
-  switch (e.code()) {
-    case Errc::kFormat:
-    case Errc::kInvalidArgument:
-    case Errc::kTruncated:
-    case Errc::kUnsupported:
-      return net::error_response(400, "bad-request", e.message());
-    case Errc::kLimit:
-      return net::error_response(413, "too-large", e.message());
-    case Errc::kNotFound:
-      return net::error_response(404, "not-found", e.message());
-    default:
-      spdlog::error("api: {}: {}", what, e.message());
-      return net::error_response(500, "internal", std::string(what) + " failed on the agent");
-  }
-}
-
-Result<std::pair<std::string, int>> split_listen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon + 1 == listen.size()) {
-    return Error(Errc::kInvalidArgument,
-                 "api.listen " + printable(listen) + " is not ADDRESS:PORT");
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  int port = 0;
-  for (char c : listen.substr(colon + 1)) {
-    if (c < '0' || c > '9' || port > 65535) {
-      return Error(Errc::kInvalidArgument, "api.listen has a bad port");
-    }
-    port = port * 10 + (c - '0');
-  }
-  if (port > 65535) return Error(Errc::kInvalidArgument, "api.listen has a bad port");
-  return std::pair{host, port};
+  if (auto r = net::client_error_response(e)) return *r;
+  spdlog::error("api: {}: {}", what, e.message());
+  return net::error_response(500, "internal", std::string(what) + " failed on the agent");
 }
 
 }  // namespace
@@ -86,19 +54,13 @@ Result<net::TlsIdentity> load_or_make_tls_identity(const std::string& dir,
 Result<std::unique_ptr<net::HttpServer>> start_api(const AgentConfig& config,
                                                    net::TlsIdentity identity,
                                                    AttestationSource source) {
-  CTRUST_ASSIGN_OR_RETURN(auto where, split_listen(config.api_listen));
+  CTRUST_ASSIGN_OR_RETURN(auto where, net::parse_listen(config.api_listen, "api.listen"));
   net::ServerOptions options;
   options.address = where.first;
   options.port = where.second;
   options.tls = true;
   options.identity = std::move(identity);
-  for (const auto& path : config.api_client_ca) {
-    CTRUST_ASSIGN_OR_RETURN(Bytes pem, read_file(path, 1 << 20));
-    auto certs = crypto::Certificate::bundle_from_pem(
-        std::string_view(reinterpret_cast<const char*>(pem.data()), pem.size()));
-    if (!certs) return std::move(certs).error().with_context("api.client_ca " + path);
-    options.client_cas.insert(options.client_cas.end(), certs->begin(), certs->end());
-  }
+  CTRUST_ASSIGN_OR_RETURN(options.client_cas, net::load_certificates(config.api_client_ca));
   options.require_client_cert = true;
   options.max_body = config.api_max_body;
   options.rate_per_second = config.api_rate;

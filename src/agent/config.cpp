@@ -92,11 +92,7 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
                                     "certificates");
   }
 
-  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
-  if (!kLevels.contains(c.log_level)) {
-    return Error(Errc::kFormat,
-                 origin + ": log_level must be trace, debug, info, warn, error or off");
-  }
+  CTRUST_TRY(check_log_level(c.log_level, origin));
   for (const auto& [key, p] :
        {std::pair{"state_dir", &c.state_dir}, std::pair{"socket", &c.socket}}) {
     if (p->empty() || (*p)[0] != '/') {
@@ -115,11 +111,9 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
 }
 
 Result<AgentConfig> load_config(const std::string& path, bool must_exist) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT && !must_exist) return AgentConfig{};
-  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, std::size_t{1} << 20));
-  return parse_config(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-                      path);
+  CTRUST_ASSIGN_OR_RETURN(std::optional<std::string> text, read_config_text(path, must_exist));
+  if (!text) return AgentConfig{};
+  return parse_config(*text, path);
 }
 
 }  // namespace ctrust::agent

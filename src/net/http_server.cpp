@@ -136,6 +136,38 @@ Response error_response(int status, std::string_view code, std::string_view mess
   return json_response(status, body);
 }
 
+std::optional<Response> client_error_response(const Error& e) {
+  switch (e.code()) {
+    case Errc::kFormat:
+    case Errc::kInvalidArgument:
+    case Errc::kTruncated:
+    case Errc::kUnsupported:
+      return error_response(400, "bad-request", e.message());
+    case Errc::kLimit:
+      return error_response(413, "too-large", e.message());
+    case Errc::kNotFound:
+      return error_response(404, "not-found", e.message());
+    default:
+      return std::nullopt;
+  }
+}
+
+Result<std::pair<std::string, int>> parse_listen(const std::string& listen,
+                                                 const std::string& what) {
+  auto colon = listen.rfind(':');
+  std::string port_text = colon == std::string::npos ? "" : listen.substr(colon + 1);
+  if (colon == std::string::npos || port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port_text) > 65535) {
+    return Error(Errc::kInvalidArgument, what + " " + listen + " is not ADDRESS:PORT");
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::pair{host, std::stoi(port_text)};
+}
+
 struct HttpServer::Impl {
   explicit Impl(ServerOptions o)
       : options(std::move(o)),

@@ -58,6 +58,15 @@ struct Response {
 Response json_response(int status, const nlohmann::json& body);
 // {"error": {"code": code, "message": message}}.
 Response error_response(int status, std::string_view code, std::string_view message);
+// The response for a request that failed with `e`: the caller's fault (kFormat,
+// kInvalidArgument, kTruncated, kUnsupported: 400; kLimit: 413; kNotFound: 404) with its
+// message, else nullopt: a failure of the server's own, which the caller logs and answers
+// without details.
+std::optional<Response> client_error_response(const Error& e);
+
+// "ADDRESS:PORT" ("[V6]:PORT" too) -> address, port; `what` names the setting in errors.
+Result<std::pair<std::string, int>> parse_listen(const std::string& listen,
+                                                 const std::string& what);
 
 using Handler = std::function<Response(const Request&)>;
 

@@ -259,4 +259,16 @@ Result<std::string> spki_fingerprint(const crypto::Certificate& cert) {
   return detail::spki_fingerprint_of(cert.native());
 }
 
+Result<std::vector<crypto::Certificate>> load_certificates(const std::vector<std::string>& paths) {
+  std::vector<crypto::Certificate> out;
+  for (const auto& path : paths) {
+    CTRUST_ASSIGN_OR_RETURN(Bytes pem, read_file(path, std::size_t{4} << 20));
+    auto certs = crypto::Certificate::bundle_from_pem(
+        std::string_view(reinterpret_cast<const char*>(pem.data()), pem.size()));
+    if (!certs) return std::move(certs).error().with_context(path);
+    out.insert(out.end(), certs->begin(), certs->end());
+  }
+  return out;
+}
+
 }  // namespace ctrust::net

@@ -56,4 +56,7 @@ Result<TlsIdentity> load_identity(const std::string& key_pem_path,
 // Lowercase hex SHA-256 of the certificate's DER SubjectPublicKeyInfo.
 Result<std::string> spki_fingerprint(const crypto::Certificate& cert);
 
+// Every certificate of every PEM file (CA bundles); an error names the file.
+Result<std::vector<crypto::Certificate>> load_certificates(const std::vector<std::string>& paths);
+
 }  // namespace ctrust::net

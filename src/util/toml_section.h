@@ -4,7 +4,11 @@
 // configurations. Header-only; toml++ throws only while parsing, which the callers catch.
 #pragma once
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
+
+#include <cerrno>
+#include <optional>
 
 #include <cstdint>
 #include <set>
@@ -14,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "util/file.h"
 #include "util/result.h"
 
 namespace ctrust {
@@ -121,6 +126,27 @@ inline Result<toml::table> parse_toml(std::string_view text, const std::string& 
     // cross the module boundary either.
     return Error(Errc::kFormat, origin + ": " + e.what());
   }
+}
+
+// log_level of a configuration: trace, debug, info, warn, error or off.
+inline Result<void> check_log_level(const std::string& level, const std::string& origin) {
+  for (const char* known : {"trace", "debug", "info", "warn", "error", "off"}) {
+    if (level == known) return ok_result();
+  }
+  return Error(Errc::kFormat,
+               origin + ": log_level must be trace, debug, info, warn, error or off");
+}
+
+// A configuration file's text (at most 1 MiB), or nullopt when it does not exist and
+// `must_exist` is false (the defaults then apply).
+inline Result<std::optional<std::string>> read_config_text(const std::string& path,
+                                                           bool must_exist) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT && !must_exist) {
+    return std::optional<std::string>();
+  }
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, std::size_t{1} << 20));
+  return std::optional<std::string>(std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace ctrust

@@ -64,12 +64,17 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
   if (c.state_dir.empty() || c.state_dir[0] != '/') {
     return Error(Errc::kFormat, origin + ": state_dir must be an absolute path");
   }
-  for (const auto* list : {&c.ek_pins, &c.agent_binaries, &c.agent_configs, &c.bpf_objects}) {
+  const std::pair<const char*, const std::vector<std::string>*> digests[] = {
+      {"trust.ek_pins", &c.ek_pins},
+      {"reference.agent_binaries", &c.agent_binaries},
+      {"reference.agent_configs", &c.agent_configs},
+      {"reference.bpf_objects", &c.bpf_objects}};
+  for (const auto& [key, list] : digests) {
     for (const auto& v : *list) {
       bool ok = v.size() == 71 && v.rfind("sha256:", 0) == 0 &&
                 v.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
       if (!ok) {
-        return Error(Errc::kFormat, origin + ": " + std::string(v) +
+        return Error(Errc::kFormat, origin + ": " + key + ": " + std::string(v) +
                                         " is not sha256: followed by 64 lowercase hex digits");
       }
     }
@@ -77,23 +82,17 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
   for (const auto& url : c.webhooks) {
     if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
       return Error(Errc::kFormat,
-                   origin + ": webhook " + std::string(url) + " is not an http(s) URL");
+                   origin + ": webhooks.urls: " + std::string(url) + " is not an http(s) URL");
     }
   }
-  static const char* const kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels)) {
-    return Error(Errc::kFormat,
-                 origin + ": log_level must be trace, debug, info, warn, error or off");
-  }
+  CTRUST_TRY(check_log_level(c.log_level, origin));
   return c;
 }
 
 Result<VerifierConfig> load_config(const std::string& path, bool must_exist) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT && !must_exist) return VerifierConfig{};
-  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file(path, std::size_t{1} << 20));
-  return parse_config(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-                      path);
+  CTRUST_ASSIGN_OR_RETURN(std::optional<std::string> text, read_config_text(path, must_exist));
+  if (!text) return VerifierConfig{};
+  return parse_config(*text, path);
 }
 
 }  // namespace ctrust::verifier

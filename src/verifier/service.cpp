@@ -51,36 +51,6 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-Result<std::vector<crypto::Certificate>> load_certs(const std::vector<std::string>& paths) {
-  std::vector<crypto::Certificate> out;
-  for (const auto& path : paths) {
-    CTRUST_ASSIGN_OR_RETURN(Bytes pem, read_file(path, 4 << 20));
-    auto certs = crypto::Certificate::bundle_from_pem(
-        std::string_view(reinterpret_cast<const char*>(pem.data()), pem.size()));
-    if (!certs) return std::move(certs).error().with_context(path);
-    out.insert(out.end(), certs->begin(), certs->end());
-  }
-  return out;
-}
-
-Result<std::pair<std::string, int>> split_listen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return Error(Errc::kInvalidArgument, "listen " + listen + " is not ADDRESS:PORT");
-  }
-  int port = 0;
-  std::string p = listen.substr(colon + 1);
-  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
-      (port = std::stoi(p)) > 65535) {
-    return Error(Errc::kInvalidArgument, "listen " + listen + " has a bad port");
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return std::pair{host, port};
-}
-
 bool valid_id(const std::string& id) {
   if (id.empty() || id.size() > 128 || id[0] == '.') return false;
   return id.find_first_not_of(
@@ -89,22 +59,10 @@ bool valid_id(const std::string& id) {
 }
 
 net::Response from_error(const Error& e) {
-  switch (e.code()) {
-    case Errc::kInvalidArgument:
-    case Errc::kFormat:
-    case Errc::kUnsupported:
-    case Errc::kTruncated:
-      return net::error_response(400, "bad-request", e.message());
-    case Errc::kLimit:
-      return net::error_response(413, "too-large", e.message());
-    case Errc::kNotFound:
-      return net::error_response(404, "not-found", e.message());
-    case Errc::kIo:
-      return net::error_response(502, "agent-unreachable", e.message());
-    default:
-      spdlog::error("{}", e.message());
-      return net::error_response(500, "internal", "the verifier failed; see its log");
-  }
+  if (auto r = net::client_error_response(e)) return *r;
+  if (e.code() == Errc::kIo) return net::error_response(502, "agent-unreachable", e.message());
+  spdlog::error("{}", e.message());
+  return net::error_response(500, "internal", "the verifier failed; see its log");
 }
 
 Result<json> parse_body(const net::Request& req) {
@@ -298,7 +256,7 @@ Result<void> VerifierImpl::init() {
   ear_jwks_ = {{"keys", json::array({jwk})}};
   ear_key_.emplace(std::move(ear_key));
 
-  CTRUST_ASSIGN_OR_RETURN(ek_trust_.cas, load_certs(config_.ek_ca));
+  CTRUST_ASSIGN_OR_RETURN(ek_trust_.cas, net::load_certificates(config_.ek_ca));
   ek_trust_.pins = config_.ek_pins;
   for (const auto& path : config_.policy_trust) {
     CTRUST_ASSIGN_OR_RETURN(policy::TrustAnchors a, policy::load_trust_anchors(path));
@@ -351,7 +309,7 @@ Result<void> VerifierImpl::init() {
                                              kLatencyBucketsSeconds));
   CTRUST_TRY(refresh_policies(true));
 
-  CTRUST_ASSIGN_OR_RETURN(auto where, split_listen(config_.listen));
+  CTRUST_ASSIGN_OR_RETURN(auto where, net::parse_listen(config_.listen, "listen"));
   net::ServerOptions options;
   options.address = where.first;
   options.port = where.second;
@@ -359,7 +317,8 @@ Result<void> VerifierImpl::init() {
       net::TlsIdentity server_id,
       net::load_identity(config_.tls_dir() + "/server.key", config_.tls_dir() + "/server.pem"));
   options.identity = std::move(server_id);
-  CTRUST_ASSIGN_OR_RETURN(options.client_cas, load_certs({config_.tls_dir() + "/ca.pem"}));
+  CTRUST_ASSIGN_OR_RETURN(options.client_cas,
+                          net::load_certificates({config_.tls_dir() + "/ca.pem"}));
   options.require_client_cert = true;
   options.max_body = config_.api_max_body;
   options.rate_per_second = config_.api_rate;

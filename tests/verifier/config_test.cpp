@@ -313,7 +313,7 @@ TEST(VerifierConfig, RefusesWebhooksThatAreNotHttpUrls) {
 // The errors for a bad digest and a bad webhook URL name the value, not the key
 // (src/verifier/config.cpp, the checks after the sections are read): they should also name
 // reference.agent_binaries, webhooks.urls, ... Enable this when they do.
-TEST(VerifierConfig, DISABLED_BadDigestsAndUrlsNameTheirKey) {
+TEST(VerifierConfig, BadDigestsAndUrlsNameTheirKey) {
   expect_errors({
       {"[trust]\nek_pins = [\"sha256:00\"]\n", {"trust.ek_pins"}},
       {"[reference]\nagent_binaries = [\"sha256:00\"]\n", {"reference.agent_binaries"}},

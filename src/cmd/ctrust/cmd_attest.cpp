@@ -87,14 +87,9 @@ int run_attest(const AttestArgs& a) {
   verifier::RegistrationOptions options;
   options.client = std::move(*client);
   options.trust.pins = a.ek_pins;
-  for (const auto& path : a.ek_ca) {
-    auto pem = read_file(path, 4 << 20);
-    if (!pem) return report_error(pem.error());
-    auto certs = crypto::Certificate::bundle_from_pem(
-        std::string_view(reinterpret_cast<const char*>(pem->data()), pem->size()));
-    if (!certs) return report_error(std::move(certs).error().with_context(path));
-    options.trust.cas.insert(options.trust.cas.end(), certs->begin(), certs->end());
-  }
+  auto cas = net::load_certificates(a.ek_ca);
+  if (!cas) return report_error(cas.error());
+  options.trust.cas = std::move(*cas);
   options.timeout_ms = a.timeout_ms;
 
   // The policies to judge by: each signed by a trusted key, matched to a container by the
@@ -221,12 +216,9 @@ Result<net::HttpClient> admin_client(const AdminArgs& a) {
                           net::load_identity(a.tls.key_path(), a.tls.cert_path()));
   net::ClientOptions o;
   o.identity = std::move(id);
-  std::string ca = a.tls.state_dir + "/tls/ca.pem";
-  auto pem = read_file(ca, 1 << 20);
-  if (!pem) return std::move(pem).error().with_context("the verifier's CA");
-  CTRUST_ASSIGN_OR_RETURN(
-      o.ca_certs, crypto::Certificate::bundle_from_pem(
-                      std::string_view(reinterpret_cast<const char*>(pem->data()), pem->size())));
+  auto cas = net::load_certificates({a.tls.state_dir + "/tls/ca.pem"});
+  if (!cas) return std::move(cas).error().with_context("the verifier's CA");
+  o.ca_certs = std::move(*cas);
   o.timeout_ms = a.timeout_ms;
   return net::HttpClient::create(a.url, std::move(o));
 }
