@@ -1,7 +1,15 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* The node agent's BPF observers: every exec on the host (tp_btf/sched_process_exec) and
- * every attempt to create or enter namespaces (syscall-entry tracepoints of unshare, setns,
- * clone and clone3). They only observe: enforcement is fanotify's job (src/events/).
+/* The node agent's BPF programs: every exec on the host (tp_btf/sched_process_exec), every
+ * attempt to create or enter namespaces (syscall-entry tracepoints of unshare, setns, clone
+ * and clone3), and the exec gate.
+ *
+ * The gate (docs/EXEC_PATH.md): the agent puts each container's cgroup in gate_containers
+ * and every file it vouched for (through fanotify, before answering allow) in gate_allowed.
+ * An exec, or a call asking for executable memory backed by a file (mmap, mprotect,
+ * pkey_mprotect, shmat with SHM_EXEC), in a gated container of a file not vouched for is
+ * reported, and in enforce the task is sent SIGKILL from inside the kernel: it never runs
+ * an instruction of that file, however it got there (a new mount namespace, a mount made
+ * after the start, a memfd, /proc/self/fd).
  *
  * Records go to one ring buffer (layout in observer_events.h). A record that does not fit
  * is counted in `lost`, per CPU, so that userspace can report the gap instead of hiding it.
@@ -52,6 +60,22 @@ struct {
   __type(value, __u64);
 } lost SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u64); /* cgroup v2 id */
+  __type(value, struct ctrust_gate_container);
+} gate_containers SEC(".maps");
+
+/* Not preallocated: sized by userspace for the busiest node, paid for as used. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1 << 18);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct ctrust_gate_key);
+  __type(value, struct ctrust_gate_value);
+} gate_allowed SEC(".maps");
+
 /* struct mount gained a 64-bit id in 6.8; older vmlinux.h files lack the field, so name it
  * through a local flavour that CO-RE matches against "struct mount". */
 struct mount___with_unique_id {
@@ -71,6 +95,66 @@ static __always_inline void fill_header(struct ctrust_bpf_header* h, __u16 kind,
   h->ktime_ns = bpf_ktime_get_boot_ns();
 }
 
+/* The inode's ctime moved from a timespec64 (to 6.5) to __i_ctime (6.6-6.10) to two fields
+ * (6.11+). Local flavours let CO-RE pick whichever the running kernel has. */
+struct inode___ctime_split {
+  time64_t i_ctime_sec;
+  u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+struct inode___ctime_dunder {
+  struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+struct inode___ctime_plain {
+  struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
+/* Multigrain timestamps (6.13+) keep a "queried" flag in the top bits of the nanoseconds. */
+#define CTIME_NSEC_MASK 0x3fffffffu
+
+static __always_inline void inode_ctime(struct inode* inode, __s64* sec, __u32* nsec) {
+  struct inode___ctime_split* a = (void*)inode;
+  struct inode___ctime_dunder* b = (void*)inode;
+  struct inode___ctime_plain* c = (void*)inode;
+  if (bpf_core_field_exists(a->i_ctime_sec)) {
+    *sec = BPF_CORE_READ(a, i_ctime_sec);
+    *nsec = BPF_CORE_READ(a, i_ctime_nsec) & CTIME_NSEC_MASK;
+  } else if (bpf_core_field_exists(b->__i_ctime)) {
+    *sec = BPF_CORE_READ(b, __i_ctime.tv_sec);
+    *nsec = (__u32)BPF_CORE_READ(b, __i_ctime.tv_nsec);
+  } else {
+    *sec = BPF_CORE_READ(c, i_ctime.tv_sec);
+    *nsec = (__u32)BPF_CORE_READ(c, i_ctime.tv_nsec);
+  }
+}
+
+/* The gated container of `task`: its cgroup or the nearest ancestor in gate_containers. */
+static __always_inline struct ctrust_gate_container* gate_container(struct task_struct* task) {
+  struct cgroup* cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+  for (int i = 0; i < CTRUST_GATE_MAX_DEPTH; i++) {
+    if (!cg) return NULL;
+    __u64 id = BPF_CORE_READ(cg, kn, id);
+    struct ctrust_gate_container* c = bpf_map_lookup_elem(&gate_containers, &id);
+    if (c) return c;
+    /* struct cgroup starts with its cgroup_subsys_state `self`; parent points at that. */
+    struct cgroup_subsys_state* parent = BPF_CORE_READ(cg, self.parent);
+    if (!parent) return NULL;
+    cg = (struct cgroup*)((void*)parent - bpf_core_field_offset(struct cgroup, self));
+  }
+  return NULL;
+}
+
+/* Whether the container vouched for this inode as it is now. */
+static __always_inline int gate_vouched(__u64 container, struct inode* inode) {
+  if (!inode) return 0;
+  struct ctrust_gate_key key = {.container = container, .ino = BPF_CORE_READ(inode, i_ino)};
+  struct ctrust_gate_value* v = bpf_map_lookup_elem(&gate_allowed, &key);
+  if (!v) return 0;
+  __s64 sec = 0;
+  __u32 nsec = 0;
+  inode_ctime(inode, &sec, &nsec);
+  return v->ctime_sec == sec && v->ctime_nsec == nsec;
+}
+
 static __always_inline __u32 current_mnt_ns(void) {
   struct task_struct* task = (struct task_struct*)bpf_get_current_task();
   return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
@@ -78,6 +162,21 @@ static __always_inline __u32 current_mnt_ns(void) {
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_binprm* bprm) {
+  struct file* file = BPF_CORE_READ(bprm, file);
+  struct inode* inode = BPF_CORE_READ(file, f_inode);
+  /* The gate first, so that the kill does not wait for the record. The signal is delivered
+   * before the new image's first instruction: the task is on its way back to user space.
+   * A vouched exec in a gated container is the common case and needs no record. */
+  struct ctrust_gate_container* gc = gate_container(task);
+  __u32 gate_flags = 0;
+  if (gc) {
+    if (gate_vouched(gc->number, inode)) return 0;
+    gate_flags = CTRUST_BPF_EXEC_UNVOUCHED;
+    if (gc->mode == CTRUST_GATE_ENFORCE) {
+      bpf_send_signal(9 /* SIGKILL */);
+      gate_flags |= CTRUST_BPF_EXEC_KILLED;
+    }
+  }
   struct ctrust_bpf_exec_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_lost();
@@ -90,11 +189,10 @@ int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_
   e->ppid = BPF_CORE_READ(task, real_parent, tgid);
   e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
   e->cgroup_id = bpf_get_current_cgroup_id();
-  e->flags = 0;
+  e->flags = gate_flags;
   e->pad = 0;
+  e->container = gc ? gc->number : 0;
 
-  struct file* file = BPF_CORE_READ(bprm, file);
-  struct inode* inode = BPF_CORE_READ(file, f_inode);
   e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
   e->sb_magic = BPF_CORE_READ(inode, i_sb, s_magic);
   e->ino = BPF_CORE_READ(inode, i_ino);
@@ -195,5 +293,136 @@ int ctrust_clone3(struct trace_event_raw_sys_enter* ctx) {
     return 0;
   }
   if (flags & NS_FLAGS_ALL) emit_namespace(CTRUST_BPF_NS_CLONE3, flags, -1, 0);
+  return 0;
+}
+
+/* --- the gate on executable mappings --------------------------------------------------- */
+
+/* uapi/asm-generic/mman-common.h, uapi/linux/shm.h */
+#define PROT_EXEC 0x4
+#define MAP_ANONYMOUS 0x20
+#define SHM_EXEC 0100000
+
+static __always_inline void gate_report(struct ctrust_gate_container* gc, __u32 syscall,
+                                        struct file* file, __s32 fd, __u32 flags) {
+  if (gc->mode == CTRUST_GATE_ENFORCE) {
+    bpf_send_signal(9 /* SIGKILL */);
+    flags |= CTRUST_BPF_MAP_KILLED;
+  }
+  struct ctrust_bpf_map_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_lost();
+    return;
+  }
+  fill_header(&e->hdr, CTRUST_BPF_EVENT_MAP, sizeof(*e));
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  e->pid = (__u32)(pid_tgid >> 32);
+  e->tid = (__u32)pid_tgid;
+  e->cgroup_id = bpf_get_current_cgroup_id();
+  e->container = gc->number;
+  e->syscall = syscall;
+  e->fd = fd;
+  e->pad = 0;
+  e->ino = 0;
+  e->dev = 0;
+  e->nlink = 0;
+  e->name[0] = '\0';
+  if (file) {
+    struct inode* inode = BPF_CORE_READ(file, f_inode);
+    e->ino = BPF_CORE_READ(inode, i_ino);
+    e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+    e->nlink = BPF_CORE_READ(inode, i_nlink);
+    if (inode && e->nlink == 0) flags |= CTRUST_BPF_MAP_UNLINKED;
+    const unsigned char* dname = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+    if (dname && bpf_probe_read_kernel_str(e->name, sizeof(e->name), dname) > 0 &&
+        e->name[0] == 'm' && e->name[1] == 'e' && e->name[2] == 'm' && e->name[3] == 'f' &&
+        e->name[4] == 'd' && e->name[5] == ':') {
+      flags |= CTRUST_BPF_MAP_MEMFD_NAME;
+    }
+  }
+  e->flags = flags;
+  bpf_ringbuf_submit(e, 0);
+}
+
+/* mmap(addr, len, prot, flags, fd, off) of a file with PROT_EXEC. The fd is looked up in
+ * the caller's table here, at entry; docs/EXEC_PATH.md says what is left of the race with
+ * another thread replacing the fd before the call takes it. */
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int ctrust_gate_mmap(struct trace_event_raw_sys_enter* ctx) {
+  if (!(ctx->args[2] & PROT_EXEC) || (ctx->args[3] & MAP_ANONYMOUS)) return 0;
+  struct task_struct* task = (struct task_struct*)bpf_get_current_task();
+  struct ctrust_gate_container* gc = gate_container(task);
+  if (!gc) return 0;
+  __s32 fd = (__s32)ctx->args[4];
+  struct fdtable* fdt = BPF_CORE_READ(task, files, fdt);
+  unsigned int max = BPF_CORE_READ(fdt, max_fds);
+  if (fd < 0 || (unsigned int)fd >= max) return 0; /* EBADF: nothing gets mapped */
+  struct file** table = BPF_CORE_READ(fdt, fd);
+  struct file* file = NULL;
+  if (bpf_probe_read_kernel(&file, sizeof(file), &table[fd]) != 0 || !file) {
+    gate_report(gc, CTRUST_BPF_MAP_MMAP, NULL, fd, CTRUST_BPF_MAP_UNRESOLVED);
+    return 0;
+  }
+  if (gate_vouched(gc->number, BPF_CORE_READ(file, f_inode))) return 0;
+  gate_report(gc, CTRUST_BPF_MAP_MMAP, file, fd, 0);
+  return 0;
+}
+
+/* mprotect(PROT_EXEC) of a range: every file-backed VMA in it must be vouched for. Anonymous
+ * memory made executable (JITs) is not a file and not the gate's (docs/EXEC_PATH.md). */
+struct vma_walk {
+  __u64 container;
+  __u64 next;          /* the end of the VMA just looked at */
+  struct file* denied; /* the first file not vouched for */
+  int found;
+};
+
+static long check_vma(struct task_struct* task, struct vm_area_struct* vma, void* data) {
+  struct vma_walk* w = data;
+  w->found = 1;
+  w->next = BPF_CORE_READ(vma, vm_end);
+  struct file* file = BPF_CORE_READ(vma, vm_file);
+  if (file && !w->denied && !gate_vouched(w->container, BPF_CORE_READ(file, f_inode))) {
+    w->denied = file;
+  }
+  return 0;
+}
+
+#define MPROTECT_MAX_VMAS 8
+
+static __always_inline int gate_mprotect(struct trace_event_raw_sys_enter* ctx) {
+  if (!(ctx->args[2] & PROT_EXEC)) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  struct ctrust_gate_container* gc = gate_container(task);
+  if (!gc) return 0;
+  __u64 start = ctx->args[0];
+  __u64 end = start + ctx->args[1];
+  struct vma_walk w = {.container = gc->number, .next = start, .denied = NULL, .found = 0};
+  for (int i = 0; i < MPROTECT_MAX_VMAS && w.next < end; i++) {
+    w.found = 0;
+    if (bpf_find_vma(task, w.next, check_vma, &w, 0) != 0 || !w.found) break;
+    if (w.denied) {
+      gate_report(gc, CTRUST_BPF_MAP_MPROTECT, w.denied, -1, 0);
+      return 0;
+    }
+  }
+  /* More VMAs than looked at: not proven, so not allowed. */
+  if (w.next < end && w.found) gate_report(gc, CTRUST_BPF_MAP_MPROTECT, NULL, -1,
+                                           CTRUST_BPF_MAP_UNRESOLVED);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int ctrust_gate_mprotect(struct trace_event_raw_sys_enter* ctx) { return gate_mprotect(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_pkey_mprotect")
+int ctrust_gate_pkey_mprotect(struct trace_event_raw_sys_enter* ctx) { return gate_mprotect(ctx); }
+
+/* shmat(id, addr, SHM_EXEC): shared memory is no file anyone vouched for. */
+SEC("tracepoint/syscalls/sys_enter_shmat")
+int ctrust_gate_shmat(struct trace_event_raw_sys_enter* ctx) {
+  if (!(ctx->args[2] & SHM_EXEC)) return 0;
+  struct ctrust_gate_container* gc = gate_container((struct task_struct*)bpf_get_current_task());
+  if (gc) gate_report(gc, CTRUST_BPF_MAP_SHMAT, NULL, -1, 0);
   return 0;
 }

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #endif
 
-#define CTRUST_BPF_ABI_VERSION 1
+#define CTRUST_BPF_ABI_VERSION 2
 
 /* bprm->filename is copied up to this many bytes, NUL included (longer names are cut). */
 #define CTRUST_BPF_FILENAME_MAX 256
@@ -22,6 +22,7 @@
 enum ctrust_bpf_event_kind {
   CTRUST_BPF_EVENT_EXEC = 1,
   CTRUST_BPF_EVENT_NAMESPACE = 2,
+  CTRUST_BPF_EVENT_MAP = 3,
 };
 
 /* ctrust_bpf_exec_event.flags */
@@ -36,6 +37,56 @@ enum ctrust_bpf_exec_flags {
   CTRUST_BPF_EXEC_FILENAME_TRUNCATED = 1u << 3,
   /* A kernel read failed; the fields it would have filled are zero. */
   CTRUST_BPF_EXEC_READ_FAILED = 1u << 4,
+  /* The task is in a gated container and the file was not vouched for (gate_allowed). */
+  CTRUST_BPF_EXEC_UNVOUCHED = 1u << 5,
+  /* ... and the container is in enforce: SIGKILL was sent before the first instruction. */
+  CTRUST_BPF_EXEC_KILLED = 1u << 6,
+};
+
+/* The exec gate (observer.bpf.c): the agent says which cgroups are containers and which
+ * files each container may run; the kernel checks every exec and executable mapping of a
+ * gated container against that and kills what was not vouched for, synchronously. */
+
+/* gate_containers: cgroup v2 id -> this. A task belongs to the container of the nearest
+ * ancestor cgroup (itself included) found in the map, up to CTRUST_GATE_MAX_DEPTH levels,
+ * so sub-cgroups made inside a container stay in it. */
+#define CTRUST_GATE_MAX_DEPTH 16
+enum ctrust_gate_mode {
+  CTRUST_GATE_MEASURE = 1, /* report what was not vouched for */
+  CTRUST_GATE_AUDIT = 2,   /* the same */
+  CTRUST_GATE_ENFORCE = 3, /* and kill the task (SIGKILL) before it returns to user space */
+};
+struct ctrust_gate_container {
+  __u64 number; /* the agent's container number: the owner in gate keys */
+  __u32 mode;   /* enum ctrust_gate_mode */
+  __u32 pad;
+};
+
+/* gate_allowed: what a container's files were when the agent vouched for them. An entry
+ * counts only while the inode's ctime is what it was then: any write, truncate, chmod or
+ * rename of the inode changes its ctime and so retires the entry in the kernel itself. */
+struct ctrust_gate_key {
+  __u64 container; /* ctrust_gate_container.number */
+  __u64 ino;       /* i_ino of the file the task holds (the overlay inode on overlayfs) */
+};
+struct ctrust_gate_value {
+  __s64 ctime_sec;
+  __u32 ctime_nsec;
+  __u32 pad;
+};
+
+/* ctrust_bpf_map_event.syscall */
+enum ctrust_bpf_map_syscall {
+  CTRUST_BPF_MAP_MMAP = 1,
+  CTRUST_BPF_MAP_MPROTECT = 2, /* also pkey_mprotect */
+  CTRUST_BPF_MAP_SHMAT = 3,    /* SHM_EXEC: SysV shared memory made executable */
+};
+/* ctrust_bpf_map_event.flags */
+enum ctrust_bpf_map_flags {
+  CTRUST_BPF_MAP_KILLED = 1u << 0,      /* enforce: SIGKILL sent before the call returned */
+  CTRUST_BPF_MAP_UNRESOLVED = 1u << 1,  /* the file could not be found (range too wide, ...) */
+  CTRUST_BPF_MAP_MEMFD_NAME = 1u << 2,  /* the file's name starts with "memfd:" */
+  CTRUST_BPF_MAP_UNLINKED = 1u << 3,    /* the inode has no links */
 };
 
 /* ctrust_bpf_namespace_event.syscall */
@@ -72,7 +123,28 @@ struct ctrust_bpf_exec_event {
   __u32 flags;        /* enum ctrust_bpf_exec_flags */
   __u32 filename_len; /* bytes in filename, NUL excluded */
   __u32 pad;
+  __u64 container; /* the gate's container number, 0 when the task is in none */
   char filename[CTRUST_BPF_FILENAME_MAX];
+};
+
+/* Written by the gate at the entry of mmap/mprotect/pkey_mprotect/shmat asking for
+ * executable memory backed by a file the container's entry in gate_allowed does not vouch
+ * for. Only such calls are reported: a vouched mapping costs a map lookup and no record. */
+#define CTRUST_BPF_NAME_MAX 64
+struct ctrust_bpf_map_event {
+  struct ctrust_bpf_header hdr;
+  __u32 pid; /* tgid */
+  __u32 tid;
+  __u64 cgroup_id;
+  __u64 container; /* the gate's container number */
+  __u64 ino;
+  __u32 dev;     /* kernel encoding, as in the exec record */
+  __u32 syscall; /* enum ctrust_bpf_map_syscall */
+  __s32 fd;      /* mmap: the fd argument; -1 otherwise */
+  __u32 flags;   /* enum ctrust_bpf_map_flags */
+  __u32 nlink;
+  __u32 pad;
+  char name[CTRUST_BPF_NAME_MAX]; /* the file's last path component (dentry name), cut */
 };
 
 /* Written at syscall entry, so it records an attempt: the call may still fail. */

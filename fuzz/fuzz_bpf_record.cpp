@@ -27,6 +27,8 @@ void check_exec(const ctrust::events::ObservedEvent& e, const std::uint8_t* data
   }
   if (e.filename.find('\0') != std::string::npos) __builtin_trap();
   if (std::string_view(raw.filename, e.filename.size()) != e.filename) __builtin_trap();
+  if (e.container != raw.container) __builtin_trap();
+  if (e.killed && !e.unvouched) __builtin_trap();
   bool truncated = (raw.flags & CTRUST_BPF_EXEC_FILENAME_TRUNCATED) != 0;
   if (e.filename_truncated != truncated) __builtin_trap();
 }
@@ -39,6 +41,17 @@ void check_namespace(const ctrust::events::ObservedEvent& e, const std::uint8_t*
   if (raw.syscall < CTRUST_BPF_NS_UNSHARE || raw.syscall > CTRUST_BPF_NS_CLONE3) __builtin_trap();
   if (e.ns_flags != raw.flags || e.setns_fd != raw.setns_fd) __builtin_trap();
   if (e.flags_unknown != (raw.read_failed != 0)) __builtin_trap();
+}
+
+void check_map(const ctrust::events::ObservedEvent& e, const std::uint8_t* data, std::size_t size) {
+  if (size != sizeof(ctrust_bpf_map_event)) __builtin_trap();
+  ctrust_bpf_map_event raw;
+  std::memcpy(&raw, data, sizeof(raw));
+  if (raw.syscall < CTRUST_BPF_MAP_MMAP || raw.syscall > CTRUST_BPF_MAP_SHMAT) __builtin_trap();
+  if (e.ino != raw.ino || e.container != raw.container || e.map_fd != raw.fd) __builtin_trap();
+  if (!e.unvouched || e.killed != ((raw.flags & CTRUST_BPF_MAP_KILLED) != 0)) __builtin_trap();
+  if (e.name.size() > sizeof(raw.name) || e.name.find('\0') != std::string::npos) __builtin_trap();
+  if (std::string_view(raw.name, e.name.size()) != e.name) __builtin_trap();
 }
 
 }  // namespace
@@ -59,6 +72,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case ctrust::events::ObservedKind::kNamespace:
       if (header.kind != CTRUST_BPF_EVENT_NAMESPACE) __builtin_trap();
       check_namespace(*decoded, data, size);
+      break;
+    case ctrust::events::ObservedKind::kMap:
+      if (header.kind != CTRUST_BPF_EVENT_MAP) __builtin_trap();
+      check_map(*decoded, data, size);
       break;
   }
   return 0;

@@ -26,8 +26,10 @@ namespace {
 
 // The layout the BPF side writes; a change there without a version bump fails here.
 static_assert(sizeof(ctrust_bpf_header) == 16);
-static_assert(sizeof(ctrust_bpf_exec_event) == 344);
+static_assert(sizeof(ctrust_bpf_exec_event) == 352);
 static_assert(sizeof(ctrust_bpf_namespace_event) == 56);
+static_assert(sizeof(ctrust_bpf_map_event) == 136);
+static_assert(sizeof(ctrust_gate_key) == 16 && sizeof(ctrust_gate_value) == 16);
 
 constexpr const char* kObjectName = "observer.bpf.o";
 constexpr const char* kTracefs = "/sys/kernel/tracing";
@@ -167,6 +169,45 @@ Result<ObservedEvent> decode_exec(ByteView record, const ctrust_bpf_header& head
   e.unlinked = (raw.flags & CTRUST_BPF_EXEC_UNLINKED) != 0;
   e.internal_mount = (raw.flags & CTRUST_BPF_EXEC_INTERNAL_MOUNT) != 0;
   e.read_failed = (raw.flags & CTRUST_BPF_EXEC_READ_FAILED) != 0;
+  e.container = raw.container;
+  e.unvouched = (raw.flags & CTRUST_BPF_EXEC_UNVOUCHED) != 0;
+  e.killed = (raw.flags & CTRUST_BPF_EXEC_KILLED) != 0;
+  if (e.killed && !e.unvouched) return Error(Errc::kFormat, "exec record killed but vouched");
+  return e;
+}
+
+Result<ObservedEvent> decode_map(ByteView record, const ctrust_bpf_header& header) {
+  CTRUST_ASSIGN_OR_RETURN(auto raw, read_record<ctrust_bpf_map_event>(record, header, "map"));
+  ObservedEvent e;
+  e.kind = ObservedKind::kMap;
+  switch (raw.syscall) {
+    case CTRUST_BPF_MAP_MMAP:
+      e.map_syscall = MapSyscall::kMmap;
+      break;
+    case CTRUST_BPF_MAP_MPROTECT:
+      e.map_syscall = MapSyscall::kMprotect;
+      break;
+    case CTRUST_BPF_MAP_SHMAT:
+      e.map_syscall = MapSyscall::kShmat;
+      break;
+    default:
+      return Error(Errc::kFormat, "map record with unknown syscall " + std::to_string(raw.syscall));
+  }
+  e.ktime_ns = header.ktime_ns;
+  e.pid = static_cast<pid_t>(raw.pid);
+  e.tid = static_cast<pid_t>(raw.tid);
+  e.cgroup_id = raw.cgroup_id;
+  e.container = raw.container;
+  e.dev = userspace_dev(raw.dev);
+  e.ino = raw.ino;
+  e.nlink = raw.nlink;
+  e.map_fd = raw.fd;
+  e.name.assign(raw.name, ::strnlen(raw.name, sizeof(raw.name)));
+  e.unvouched = true;
+  e.killed = (raw.flags & CTRUST_BPF_MAP_KILLED) != 0;
+  e.unresolved = (raw.flags & CTRUST_BPF_MAP_UNRESOLVED) != 0;
+  e.memfd_name = (raw.flags & CTRUST_BPF_MAP_MEMFD_NAME) != 0;
+  e.unlinked = (raw.flags & CTRUST_BPF_MAP_UNLINKED) != 0;
   return e;
 }
 
@@ -214,6 +255,12 @@ class LoadedObserver final : public BpfObserver {
   std::vector<std::pair<std::string, std::string>> object_digests() const override {
     return digests_;
   }
+  Result<void> gate_container(std::uint64_t cgroup_id, std::uint64_t number,
+                              GateMode mode) override;
+  Result<void> gate_release(std::uint64_t cgroup_id, std::uint64_t number) override;
+  Result<void> gate_allow(std::uint64_t number, std::uint64_t ino,
+                          const struct timespec& ctime) override;
+  std::size_t gate_entries() const override;
 
  private:
   LoadedObserver() = default;
@@ -263,6 +310,10 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
       {skel->progs.ctrust_setns, &skel->links.ctrust_setns, options.namespaces},
       {skel->progs.ctrust_clone, &skel->links.ctrust_clone, options.namespaces},
       {skel->progs.ctrust_clone3, &skel->links.ctrust_clone3, options.namespaces},
+      {skel->progs.ctrust_gate_mmap, &skel->links.ctrust_gate_mmap, options.gate},
+      {skel->progs.ctrust_gate_mprotect, &skel->links.ctrust_gate_mprotect, options.gate},
+      {skel->progs.ctrust_gate_pkey_mprotect, &skel->links.ctrust_gate_pkey_mprotect, options.gate},
+      {skel->progs.ctrust_gate_shmat, &skel->links.ctrust_gate_shmat, options.gate},
   };
   for (const auto& p : programs) {
     err = bpf_program__set_autoload(p.prog, p.wanted);
@@ -273,7 +324,7 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
   if (err != 0) return bpf_error("loading the BPF observer programs", -err, messages);
 
   // Only now: without privileges, the load above has already said so more clearly.
-  if (options.namespaces) CTRUST_TRY(ensure_tracefs(options.mount_tracefs));
+  if (options.namespaces || options.gate) CTRUST_TRY(ensure_tracefs(options.mount_tracefs));
   // One program at a time, so that the error names the hook that failed.
   for (const auto& p : programs) {
     if (!p.wanted) continue;
@@ -326,6 +377,67 @@ Result<std::size_t> LoadedObserver::poll(int timeout_ms, const Callback& on_even
   return delivered_;
 }
 
+Result<void> LoadedObserver::gate_container(std::uint64_t cgroup_id, std::uint64_t number,
+                                            GateMode mode) {
+  if (number == 0) return Error(Errc::kInvalidArgument, "gate container number 0");
+  ctrust_gate_container value{};
+  value.number = number;
+  value.mode = static_cast<std::uint32_t>(mode);
+  if (bpf_map__update_elem(skel_.get()->maps.gate_containers, &cgroup_id, sizeof(cgroup_id), &value,
+                           sizeof(value), BPF_ANY) != 0) {
+    return errno_error("adding cgroup " + std::to_string(cgroup_id) + " to the exec gate", errno);
+  }
+  return ok_result();
+}
+
+Result<void> LoadedObserver::gate_release(std::uint64_t cgroup_id, std::uint64_t number) {
+  bpf_map* allowed = skel_.get()->maps.gate_allowed;
+  (void)bpf_map__delete_elem(skel_.get()->maps.gate_containers, &cgroup_id, sizeof(cgroup_id), 0);
+  // Collect first: deleting while walking may restart the walk.
+  std::vector<ctrust_gate_key> mine;
+  ctrust_gate_key key{};
+  ctrust_gate_key next{};
+  const void* prev = nullptr;
+  while (bpf_map__get_next_key(allowed, prev, &next, sizeof(next)) == 0) {
+    if (next.container == number) mine.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const auto& k : mine) (void)bpf_map__delete_elem(allowed, &k, sizeof(k), 0);
+  return ok_result();
+}
+
+Result<void> LoadedObserver::gate_allow(std::uint64_t number, std::uint64_t ino,
+                                        const struct timespec& ctime) {
+  ctrust_gate_key key{};
+  key.container = number;
+  key.ino = ino;
+  ctrust_gate_value value{};
+  value.ctime_sec = ctime.tv_sec;
+  value.ctime_nsec = static_cast<std::uint32_t>(ctime.tv_nsec);
+  if (bpf_map__update_elem(skel_.get()->maps.gate_allowed, &key, sizeof(key), &value, sizeof(value),
+                           BPF_ANY) != 0) {
+    int err = errno;
+    return errno_error(err == E2BIG ? "the exec gate's map is full (enforcement.gate_entries)"
+                                    : "vouching for a file in the exec gate",
+                       err);
+  }
+  return ok_result();
+}
+
+std::size_t LoadedObserver::gate_entries() const {
+  std::size_t n = 0;
+  ctrust_gate_key key{};
+  ctrust_gate_key next{};
+  const void* prev = nullptr;
+  while (bpf_map__get_next_key(skel_.get()->maps.gate_allowed, prev, &next, sizeof(next)) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return n;
+}
+
 std::uint64_t LoadedObserver::lost() const {
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return std::numeric_limits<std::uint64_t>::max();
@@ -359,6 +471,8 @@ Result<ObservedEvent> decode_observer_record(ByteView record) {
       return decode_exec(record, header);
     case CTRUST_BPF_EVENT_NAMESPACE:
       return decode_namespace(record, header);
+    case CTRUST_BPF_EVENT_MAP:
+      return decode_map(record, header);
     default:
       return Error(Errc::kUnsupported, "BPF record of unknown kind " + std::to_string(header.kind));
   }

@@ -1,8 +1,12 @@
-// The BPF observers: every exec on the host and every attempt to create or enter
-// namespaces, seen by BPF programs (bpf/observer.bpf.c) and read from one ring buffer.
-// They observe only; fanotify (fanotify.h) is the enforcement path. The node agent uses
-// them to notice execs fanotify cannot see (files on unmarked filesystems, memfds) and
-// containers being set up, and measures the BPF object it loaded (object_digests()).
+// The BPF programs: every exec on the host and every attempt to create or enter
+// namespaces, seen by BPF programs (bpf/observer.bpf.c) and read from one ring buffer, and
+// the exec gate. fanotify (fanotify.h) asks the agent before a file is opened or executed;
+// the gate makes sure, inside the kernel, that nothing a container runs or maps executable
+// escaped that question: the agent names the containers' cgroups (gate_container()) and
+// every file it vouched for (gate_allow()), and an exec or executable mapping of anything
+// else is reported (kExec with unvouched, kMap) and, in enforce, killed with SIGKILL before
+// it runs an instruction (docs/EXEC_PATH.md). The agent measures the BPF object it loaded
+// (object_digests()).
 //
 // Works with tp_btf and syscall tracepoints only (no LSM, fentry or kprobe programs), so
 // it runs on kernels where those are unavailable (PLATFORM_NOTES.md). Needs root, or
@@ -17,6 +21,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +39,9 @@ namespace ctrust::events {
 struct BpfObserverOptions {
   bool exec = true;        // tp_btf/sched_process_exec
   bool namespaces = true;  // unshare, setns, clone, clone3 at syscall entry
+  // The gate on executable mappings: mmap, mprotect, pkey_mprotect and shmat at syscall
+  // entry. The gate on execs is part of `exec`.
+  bool gate = true;
   // A power of two and a multiple of the page size. Records are 344 (exec) and 56
   // (namespace) bytes plus an 8-byte ring header; 1 MiB holds about 3000 execs.
   std::uint32_t ring_buffer_bytes = std::uint32_t{1} << 20;
@@ -42,7 +50,10 @@ struct BpfObserverOptions {
   bool mount_tracefs = true;
 };
 
-enum class ObservedKind : std::uint8_t { kExec, kNamespace };
+enum class ObservedKind : std::uint8_t { kExec, kNamespace, kMap };
+enum class MapSyscall : std::uint8_t { kMmap, kMprotect, kShmat };
+// What the gate does in a container (bpf/observer_events.h, enum ctrust_gate_mode).
+enum class GateMode : std::uint8_t { kMeasure = 1, kAudit = 2, kEnforce = 3 };
 enum class NamespaceSyscall : std::uint8_t { kUnshare, kSetns, kClone, kClone3 };
 
 // CLONE_NEW* values (linux/sched.h), for ObservedEvent::ns_flags.
@@ -82,6 +93,18 @@ struct ObservedEvent {
   bool read_failed = false;         // a kernel read failed; some fields are zero
   // An exec of a file no path on any mounted filesystem leads to.
   bool fileless() const { return memfd_name || unlinked || internal_mount; }
+
+  // kExec and kMap: the gate's container number (0: the task is in no gated container),
+  // whether the file was not vouched for, and whether the task was killed for it.
+  std::uint64_t container = 0;
+  bool unvouched = false;
+  bool killed = false;
+  // kMap (always unvouched): the call, its fd (mmap; else -1), the file's dentry name, and
+  // whether the file could not be found (then dev/ino are 0).
+  MapSyscall map_syscall = MapSyscall::kMmap;
+  int map_fd = -1;
+  std::string name;
+  bool unresolved = false;
 
   // kNamespace: written at syscall entry, so an attempt that may still fail; mnt_ns is the
   // caller's namespace before the call.
@@ -124,6 +147,19 @@ class BpfObserver {
   virtual std::uint64_t malformed() const = 0;
   // What was loaded: object name -> "sha256:HEX" of the BPF object's bytes.
   virtual std::vector<std::pair<std::string, std::string>> object_digests() const = 0;
+
+  // The gate. Tasks in cgroup `cgroup_id` (or below it) belong to container `number`
+  // (non-zero, unique per agent run) from now on.
+  virtual Result<void> gate_container(std::uint64_t cgroup_id, std::uint64_t number,
+                                      GateMode mode) = 0;
+  // Forgets the cgroup and every file vouched for in container `number`.
+  virtual Result<void> gate_release(std::uint64_t cgroup_id, std::uint64_t number) = 0;
+  // Container `number` may run or map inode `ino` while its ctime is `ctime`. Fails when
+  // the map is full: the caller must then not allow what it could not vouch for.
+  virtual Result<void> gate_allow(std::uint64_t number, std::uint64_t ino,
+                                  const struct timespec& ctime) = 0;
+  // Files vouched for, over all containers (a walk of the map: for ps and tests).
+  virtual std::size_t gate_entries() const = 0;
 
  protected:
   BpfObserver() = default;

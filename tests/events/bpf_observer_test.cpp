@@ -266,6 +266,166 @@ TEST_F(BpfObserverTest, ExecOfAMemfdIsFlagged) {
   EXPECT_EQ(e->filename, "/dev/fd/" + std::to_string(fd));
 }
 
+// --- the exec gate -------------------------------------------------------------------------
+
+// A cgroup v2 of the test's own, removed again at the end.
+class TestCgroup {
+ public:
+  TestCgroup() {
+    std::ifstream mounts("/proc/self/mounts");
+    std::string dev, dir, type, rest, root;
+    while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+      if (type == "cgroup2") root = dir;
+    }
+    if (root.empty()) return;
+    path_ = root + "/ctrust-gate-test-" + std::to_string(::getpid());
+    struct stat st {};
+    if (::mkdir(path_.c_str(), 0755) != 0 || ::stat(path_.c_str(), &st) != 0) {
+      path_.clear();
+      return;
+    }
+    id_ = st.st_ino;
+  }
+  ~TestCgroup() {
+    if (!path_.empty()) ::rmdir(path_.c_str());
+  }
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+  const std::string& path() const { return path_; }
+  std::uint64_t id() const { return id_; }
+
+ private:
+  std::string path_;
+  std::uint64_t id_ = 0;
+};
+
+struct Outcome {
+  pid_t pid = -1;
+  bool killed = false;  // by SIGKILL
+  int code = -1;        // exit code otherwise
+};
+
+// Forks a child that moves itself into `cgroup` (writing 0 to cgroup.procs moves the
+// writer), then runs `body` and exits with its value.
+template <typename Body>
+Outcome run_in_cgroup(const TestCgroup& cgroup, Body body) {
+  std::string procs = cgroup.path() + "/cgroup.procs";
+  Outcome o;
+  o.pid = ::fork();
+  if (o.pid == 0) {
+    int fd = ::open(procs.c_str(), O_WRONLY);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(120);
+    ::close(fd);
+    ::_exit(body());
+  }
+  int status = 0;
+  if (o.pid > 0 && ::waitpid(o.pid, &status, 0) == o.pid) {
+    o.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    if (WIFEXITED(status)) o.code = WEXITSTATUS(status);
+  }
+  return o;
+}
+
+// The child execs busybox's `touch MARK`: MARK exists only if the new image ran.
+int exec_touch(const char* mark) {
+  char* argv[] = {const_cast<char*>("touch"), const_cast<char*>(mark), nullptr};
+  char* envp[] = {nullptr};
+  ::execve(kBusybox, argv, envp);
+  return 127;
+}
+
+// The child maps `path` executable: exit 0 if the call returned.
+int map_exec(const char* path) {
+  int fd = ::open(path, O_RDONLY);
+  if (fd < 0) return 121;
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+  return p == MAP_FAILED ? 122 : 0;
+}
+
+TEST_F(BpfObserverTest, TheGateKillsWhatWasNotVouchedForBeforeItRuns) {
+  TestCgroup cg;
+  if (cg.path().empty()) {
+    if (in_ci()) FAIL() << "no cgroup v2 hierarchy to make a cgroup in";
+    GTEST_SKIP() << "no cgroup v2 hierarchy to make a cgroup in";
+  }
+  char dir_template[] = "/tmp/ctrust-gate-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string dir = dir_template;
+  std::string mark = dir + "/ran";
+  std::string lib = dir + "/lib.bin";
+  {
+    std::ofstream out(lib, std::ios::binary);
+    out << std::string(8192, 'x');
+  }
+  ASSERT_TRUE(observer_->gate_container(cg.id(), 7, GateMode::kEnforce));
+
+  // An exec nobody vouched for: killed before the image's first instruction.
+  Outcome o = run_in_cgroup(cg, [&] { return exec_touch(mark.c_str()); });
+  EXPECT_TRUE(o.killed) << "exit " << o.code;
+  EXPECT_NE(::access(mark.c_str(), F_OK), 0) << "the unvouched image ran";
+  auto e = find(
+      [&](const ObservedEvent& ev) { return ev.kind == ObservedKind::kExec && ev.pid == o.pid; });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->container, 7U);
+  EXPECT_TRUE(e->unvouched);
+  EXPECT_TRUE(e->killed);
+
+  // Vouched for as it is now: it runs, and no record is written.
+  struct stat bb {};
+  ASSERT_EQ(::stat(kBusybox, &bb), 0);
+  ASSERT_TRUE(observer_->gate_allow(7, bb.st_ino, bb.st_ctim));
+  o = run_in_cgroup(cg, [&] { return exec_touch(mark.c_str()); });
+  EXPECT_FALSE(o.killed);
+  EXPECT_EQ(o.code, 0);
+  EXPECT_EQ(::access(mark.c_str(), F_OK), 0);
+
+  // An executable mapping of a file nobody vouched for: killed in the call.
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_TRUE(o.killed) << "exit " << o.code;
+  auto m = find(
+      [&](const ObservedEvent& ev) { return ev.kind == ObservedKind::kMap && ev.pid == o.pid; });
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->map_syscall, MapSyscall::kMmap);
+  EXPECT_TRUE(m->killed);
+  EXPECT_EQ(m->name, "lib.bin");
+  struct stat st {};
+  ASSERT_EQ(::stat(lib.c_str(), &st), 0);
+  EXPECT_EQ(m->ino, st.st_ino);
+
+  // Vouched for: mapped. Then changed (chmod moves ctime): the entry no longer counts.
+  ASSERT_TRUE(observer_->gate_allow(7, st.st_ino, st.st_ctim));
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_FALSE(o.killed);
+  EXPECT_EQ(o.code, 0);
+  ::usleep(10000);  // a later ctime, also on coarse clocks
+  ASSERT_EQ(::chmod(lib.c_str(), 0600), 0);
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_TRUE(o.killed) << "a changed file kept its old verdict";
+
+  // Forgotten: the entries go, and the cgroup is no longer gated.
+  EXPECT_EQ(observer_->gate_entries(), 2U);
+  ASSERT_TRUE(observer_->gate_release(cg.id(), 7));
+  EXPECT_EQ(observer_->gate_entries(), 0U);
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_FALSE(o.killed);
+  EXPECT_EQ(o.code, 0);
+
+  // Measure: reported, not killed.
+  ASSERT_TRUE(observer_->gate_container(cg.id(), 8, GateMode::kMeasure));
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_FALSE(o.killed);
+  EXPECT_EQ(o.code, 0);
+  m = find(
+      [&](const ObservedEvent& ev) { return ev.kind == ObservedKind::kMap && ev.pid == o.pid; });
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->container, 8U);
+  EXPECT_FALSE(m->killed);
+  ASSERT_TRUE(observer_->gate_release(cg.id(), 8));
+  ::unlink(mark.c_str());
+  ::unlink(lib.c_str());
+  ::rmdir(dir.c_str());
+}
+
 TEST_F(BpfObserverTest, LostCounterStartsAtZero) { EXPECT_EQ(observer_->lost(), 0U); }
 
 TEST_F(BpfObserverTest, AFullRingBufferCountsLostRecords) {
@@ -400,6 +560,48 @@ TEST(BpfRecordDecodeTest, DecodesANamespaceRecordAndRejectsUnknownSyscalls) {
   EXPECT_TRUE(e->flags_unknown);
   r.syscall = 0;
   EXPECT_FALSE(decode_observer_record(bytes_of(&r, sizeof(r))));
+}
+
+TEST(BpfRecordDecodeTest, DecodesTheGatesFlagsAndMapRecords) {
+  auto r = exec_record();
+  r.container = 5;
+  r.flags = CTRUST_BPF_EXEC_UNVOUCHED | CTRUST_BPF_EXEC_KILLED;
+  auto e = decode_observer_record(bytes_of(&r, sizeof(r)));
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ(e->container, 5U);
+  EXPECT_TRUE(e->unvouched);
+  EXPECT_TRUE(e->killed);
+  r.flags = CTRUST_BPF_EXEC_KILLED;  // killed but vouched for: no such record
+  EXPECT_FALSE(decode_observer_record(bytes_of(&r, sizeof(r))));
+
+  ctrust_bpf_map_event m{};
+  m.hdr.kind = CTRUST_BPF_EVENT_MAP;
+  m.hdr.version = CTRUST_BPF_ABI_VERSION;
+  m.hdr.size = sizeof(m);
+  m.pid = 9;
+  m.container = 3;
+  m.ino = 1234;
+  m.dev = (8U << 20) | 1U;
+  m.syscall = CTRUST_BPF_MAP_MPROTECT;
+  m.fd = -1;
+  m.flags = CTRUST_BPF_MAP_KILLED | CTRUST_BPF_MAP_MEMFD_NAME;
+  std::memset(m.name, 'n', sizeof(m.name));  // no NUL: bounded by the buffer
+  auto d = decode_observer_record(bytes_of(&m, sizeof(m)));
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->kind, ObservedKind::kMap);
+  EXPECT_EQ(d->map_syscall, MapSyscall::kMprotect);
+  EXPECT_EQ(d->container, 3U);
+  EXPECT_EQ(d->ino, 1234U);
+  EXPECT_EQ(d->dev, makedev(8, 1));
+  EXPECT_TRUE(d->unvouched);
+  EXPECT_TRUE(d->killed);
+  EXPECT_TRUE(d->memfd_name);
+  EXPECT_FALSE(d->unresolved);
+  EXPECT_EQ(d->name.size(), sizeof(m.name));
+  m.syscall = 9;
+  EXPECT_FALSE(decode_observer_record(bytes_of(&m, sizeof(m))));
+  m.syscall = CTRUST_BPF_MAP_MMAP;
+  EXPECT_FALSE(decode_observer_record(bytes_of(&m, sizeof(m) - 8)));
 }
 
 }  // namespace
