@@ -91,7 +91,8 @@ class FanotifyMonitor {
   // The same for the filesystem or mount of an open descriptor (O_PATH is enough), so a
   // caller can resolve the path safely first (openat2 RESOLVE_IN_ROOT).
   Result<void> mark_filesystem_fd(int fd, const std::string& what);
-  Result<void> mark_mount_fd(int fd, const std::string& what);
+  // `exec_only`: ask about execs only on this mount, even when the monitor asks about opens.
+  Result<void> mark_mount_fd(int fd, const std::string& what, bool exec_only = false);
   Result<void> unmark_filesystem_fd(int fd, const std::string& what);
 
   // A verdict cached in the kernel: no more permission events for the inode of `fd` (an
@@ -99,6 +100,11 @@ class FanotifyMonitor {
   // unseen (the agent holds a lease on them, see agent/digest_cache.h).
   Result<void> ignore(int fd);
   Result<void> unignore(int fd);
+  // No more open events (FAN_OPEN_PERM) for the inode of `fd`, a file judged to be data:
+  // an evictable ignore mark that survives modification, so it neither pins the inode nor
+  // costs a round trip per open. Execs are still asked about; a data file rewritten into
+  // code and mapped executable is the exec gate's (docs/EXEC_PATH.md).
+  Result<void> ignore_data_opens(int fd);
 
   // Reads what is ready (waiting up to `timeout_ms`, -1 forever) and hands every
   // permission event to `dispatch`, which answers it now or later; returns how many.
@@ -111,13 +117,18 @@ class FanotifyMonitor {
   Result<std::size_t> poll_once(const Decide& decide, int timeout_ms);
 
   int fd() const { return fd_.get(); }
+  // FAN_Q_OVERFLOW notices read so far (the queue is unlimited, so only a kernel out of
+  // memory makes one): events were lost, and what they asked about was allowed unasked.
+  // Read on the thread that polls.
+  std::uint64_t overflows() const { return overflows_; }
 
  private:
   FanotifyMonitor(UniqueFd fd, MonitorOptions options) : fd_(std::move(fd)), options_(options) {}
   std::uint64_t mask() const;
-  Result<void> mark_fd(unsigned flags, int fd, const std::string& what);
+  Result<void> mark_fd(unsigned flags, int fd, const std::string& what, std::uint64_t mask);
   UniqueFd fd_;
   MonitorOptions options_;
+  std::uint64_t overflows_ = 0;
 };
 
 }  // namespace ctrust::events
