@@ -26,10 +26,12 @@
 #include <vector>
 
 #include "agent/api.h"
+#include "agent/cgroup.h"
 #include "agent/container_log.h"
 #include "agent/control.h"
 #include "agent/digest_cache.h"
 #include "agent/exec_guard.h"
+#include "agent/mountinfo.h"
 #include "agent/oci.h"
 #include "attest/evidence.h"
 #include "events/fanotify.h"
@@ -76,10 +78,12 @@ struct FileId {
   ino_t ino = 0;
   std::uint64_t mnt_id = 0;
   bool mount_root = false;
+  struct timespec ctime {};  // what the exec gate checks the inode against
 };
 Result<FileId> file_id(int fd) {
   struct statx sx {};
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID, &sx) != 0) {
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID | STATX_CTIME, &sx) !=
+      0) {
     return errno_error("statx", errno);
   }
   FileId id;
@@ -89,6 +93,8 @@ Result<FileId> file_id(int fd) {
   id.mnt_id = (sx.stx_mask & STATX_MNT_ID) != 0 ? sx.stx_mnt_id : 0;
   id.mount_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
                   (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  id.ctime.tv_sec = sx.stx_ctime.tv_sec;
+  id.ctime.tv_nsec = sx.stx_ctime.tv_nsec;
   return id;
 }
 
@@ -165,60 +171,25 @@ struct Mark {
   // An overlayfs mount: its upper directory (O_PATH). A writable mapping of an overlay
   // file holds the real upper file, not the overlay inode, so the digest cache leases both.
   UniqueFd upper;
-  bool no_cache = false;  // overlay whose upper directory the agent cannot reach
+  bool no_cache = false;   // overlay whose upper directory the agent cannot reach
+  bool exec_only = false;  // opens are not asked about (a tmpfs: see mark_container)
   // Verdicts may be cached in the kernel (ignore marks) only for files no other container
   // can reach: an overlay or tmpfs of this container's own, whose device no other mark has.
   std::shared_ptr<std::atomic<bool>> kernel_cache = std::make_shared<std::atomic<bool>>(false);
 };
 
-// mountinfo escapes space, tab, newline and backslash as \NNN (octal).
-std::string unescape_mountinfo(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto octal = [&](std::size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '7'; };
-    if (s[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-      out.push_back(
-          static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // The overlay upper directory of mount `mnt_id` as process `pid` sees its mounts, or "".
 std::string overlay_upper(pid_t pid, std::uint64_t mnt_id) {
   auto bytes = read_file("/proc/" + std::to_string(pid) + "/mountinfo", std::size_t{16} << 20);
   if (!bytes) return "";
-  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
-  std::string id = std::to_string(mnt_id) + " ";
-  while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    if (line.substr(0, id.size()) != id) continue;
-    std::size_t sep = line.find(" - ");
-    if (sep == std::string_view::npos) return "";
-    std::string_view rest = line.substr(sep + 3);  // fstype source options
-    if (rest.substr(0, 8) != "overlay ") return "";
-    std::size_t opts = rest.find(' ', 8);
-    if (opts == std::string_view::npos) return "";
-    std::string_view options = rest.substr(opts + 1);
-    // Options are comma-separated; overlay escapes commas inside paths with a backslash.
-    std::string current;
-    for (std::size_t i = 0; i <= options.size(); ++i) {
-      if (i == options.size() || options[i] == ',') {
-        if (current.rfind("upperdir=", 0) == 0) return unescape_mountinfo(current.substr(9));
-        current.clear();
-      } else if (options[i] == '\\' && i + 1 < options.size() && options[i + 1] == ',') {
-        current.push_back(',');
-        ++i;
-      } else {
-        current.push_back(options[i]);
-      }
-    }
+  auto mounts = parse_mountinfo(
+      std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+  if (!mounts) {
+    spdlog::warn("/proc/{}/mountinfo: {}", pid, mounts.error().message());
     return "";
+  }
+  for (const auto& m : *mounts) {
+    if (m.mnt_id == mnt_id) return overlay_upperdir(m);
   }
   return "";
 }
@@ -241,6 +212,10 @@ struct Container {
   std::unique_ptr<ExecGuard> guard;
   std::vector<Mark> marks;
   std::int64_t created = 0;
+  // The exec gate (docs/EXEC_PATH.md): the container's cgroup v2, and whether the kernel
+  // checks its execs and executable mappings against what the agent vouched for.
+  ContainerCgroup cgroup_v2;
+  bool gated = false;
 };
 
 struct Job {
@@ -251,6 +226,7 @@ struct Job {
   std::optional<crypto::Digest> cached;  // from the digest cache
   bool leased = false;                   // a lease was taken (begin()); finish() it
   bool writers = false;                  // the file had a writer when asked
+  struct timespec ctime {};              // the inode's ctime when asked (the gate's check)
 };
 
 class AgentImpl final : public Agent {
@@ -297,9 +273,16 @@ class AgentImpl final : public Agent {
   [[maybe_unused]] void bpf_loop();  // used only with CTRUST_WITH_BPF
 #ifdef CTRUST_WITH_BPF
   void observed(const events::ObservedEvent& e);
+  void gate_event(const std::shared_ptr<Container>& c, const events::ObservedEvent& e);
 #endif
+  // Puts the container under the exec gate (its cgroup v2); an error when it cannot be.
+  Result<void> gate(Container& c);
+  void ungate(Container& c);
+  // Vouches for the event's file in the gate; false when that failed.
+  bool vouch(const Container& c, const FileKey& key, const struct timespec& ctime);
   json unmanaged();
   void dispatch(events::PendingEvent event);
+  void queue_overflowed();
   void worker_loop();
   void process(Job job);
   void publish(const json& event);
@@ -336,6 +319,7 @@ class AgentImpl final : public Agent {
   std::map<std::string, std::shared_ptr<Container>> containers_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Container>> by_mount_;
   std::unordered_map<ino_t, std::shared_ptr<Container>> by_mnt_ns_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Container>> by_number_;  // the gate's
   std::multiset<dev_t> filesystem_marks_;
   std::atomic<std::uint64_t> next_number_{1};
   std::mutex create_mutex_;  // one create or delete at a time
@@ -422,6 +406,13 @@ Result<std::shared_ptr<LoadedPolicy>> AgentImpl::read_policy(const std::string& 
   std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   auto parsed = policy::parse_policy(text);
   if (!parsed) return std::move(parsed).error().with_context(path);
+  // The name becomes a file name in the policy directory: no '/', no leading '.'.
+  if (!tpm::valid_container_id(parsed->name)) {
+    return Error(Errc::kInvalidArgument,
+                 path + ": policy name " + printable(parsed->name, 64) +
+                     " is not usable by the agent (1-128 of A-Z a-z 0-9 _ . -, not starting "
+                     "with '.')");
+  }
   auto loaded = std::make_shared<LoadedPolicy>(
       LoadedPolicy{parsed->name, path, crypto::Digest::zero(crypto::HashAlg::kSha256),
                    std::move(*parsed), std::nullopt, ""});
@@ -887,6 +878,7 @@ void AgentImpl::record_gap(const std::string& id, const std::string& path) {
 // --- events -------------------------------------------------------------------------------
 
 void AgentImpl::fanotify_loop() {
+  std::uint64_t overflows_seen = 0;
   pollfd fds[3] = {{monitor_->fd(), POLLIN, 0}, {cache_->signal_fd(), POLLIN, 0}, {-1, 0, 0}};
   while (!stopping_) {
     fds[2] = {wake_.get(), POLLIN, 0};
@@ -897,7 +889,35 @@ void AgentImpl::fanotify_loop() {
       auto n =
           monitor_->poll_dispatch([this](events::PendingEvent e) { dispatch(std::move(e)); }, 0);
       if (!n) spdlog::error("fanotify: {}", n.error().message());
+      if (monitor_->overflows() != overflows_seen) {
+        overflows_seen = monitor_->overflows();
+        queue_overflowed();
+      }
     }
+  }
+}
+
+// The kernel lost fanotify events: whatever they asked about ran unasked, in any container.
+// Every running container's log says so (the exec gate still killed, in enforce, whatever
+// of it was an exec or executable mapping of a file nobody vouched for).
+void AgentImpl::queue_overflowed() {
+  std::vector<std::shared_ptr<Container>> all;
+  {
+    std::shared_lock lock(containers_mutex_);
+    for (const auto& [id, c] : containers_) all.push_back(c);
+  }
+  spdlog::error("fanotify: the event queue overflowed; a violation is recorded in every container");
+  for (const auto& c : all) {
+    if (c->mode == policy::Mode::kOff) continue;
+    if (auto r = c->guard->record_violation("ctrust:fanotify-overflow"); !r) {
+      spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+    }
+    publish({{"time", now_seconds()},
+             {"container", c->id},
+             {"kind", "violation"},
+             {"mode", policy::mode_name(c->mode)},
+             {"path", "ctrust:fanotify-overflow"},
+             {"reason", "the fanotify queue overflowed: opens and execs went unasked"}});
   }
 }
 
@@ -938,6 +958,12 @@ void AgentImpl::dispatch(events::PendingEvent event) {
     if (!n) return;  // deny: unreadable
     if (image::content_kind(ByteView(head, *n)) == image::ContentKind::kData) {
       (void)event.answer(events::Verdict::kAllow);
+      // Asked once per inode: the gate, not this question, stops a data file rewritten
+      // into code (docs/EXEC_PATH.md, "Cost").
+      if (container->gated) {
+        if (auto r = monitor_->ignore_data_opens(e.fd); !r)
+          spdlog::debug("{}", r.error().message());
+      }
       return;
     }
   }
@@ -947,7 +973,8 @@ void AgentImpl::dispatch(events::PendingEvent event) {
           id->mnt_id,
           std::nullopt,
           false,
-          false};
+          false,
+          id->ctime};
   job.key.owner = job.container->number;
   const auto& je = job.event.event();  // `e` was moved into the job
   // The cache is asked here and the event file's lease taken here, before the job waits
@@ -1013,8 +1040,15 @@ void AgentImpl::process(Job job) {
       if (!lease) leased = false;
     }
   }
+  struct stat st {};
   if (job.cached) {
     measured = Measured{*job.cached, false};
+  } else if (::fstat(e.fd, &st) == 0 &&
+             static_cast<std::uint64_t>(st.st_size) > config_.max_file_bytes) {
+    measured =
+        Error(Errc::kInvalidArgument, "file of " + std::to_string(st.st_size) +
+                                          " bytes is larger than enforcement.max_file_bytes (" +
+                                          std::to_string(config_.max_file_bytes) + "): not hashed");
   } else {
     auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, e.fd);
     if (digest) {
@@ -1026,6 +1060,14 @@ void AgentImpl::process(Job job) {
     }
   }
   ExecDecision d = c.guard->judge(e.path, measured);
+  // The gate learns what may run before the kernel is told: the exec or mapping that
+  // follows this answer is checked against it. A file the gate cannot be told about is not
+  // allowed in enforce (the gate would kill it anyway, after its open).
+  if (d.verdict == events::Verdict::kAllow && c.gated && !vouch(c, job.key, job.ctime) &&
+      c.mode == policy::Mode::kEnforce) {
+    d.verdict = events::Verdict::kDeny;
+    d.error = "the exec gate could not record the verdict";
+  }
   if (auto r = job.event.answer(d.verdict); !r) spdlog::error("{}", r.error().message());
   if (job.leased) {
     if (leased && measured) {
@@ -1105,10 +1147,138 @@ void AgentImpl::bpf_loop() {
 }
 
 #ifdef CTRUST_WITH_BPF
-// An exec that succeeded. fanotify asked about it if the file came through one of the
-// container's marked mounts (or a marked filesystem); otherwise nobody judged it.
+namespace {
+
+// The file behind an exec or executable mapping the gate reported, opened again through
+// the process (its executable, or the mapping with that inode), with the path it has there.
+struct RunningFile {
+  UniqueFd fd;
+  std::string path;
+};
+
+Result<RunningFile> open_running(const events::ObservedEvent& e) {
+  std::string proc = "/proc/" + std::to_string(e.pid);
+  RunningFile f;
+  std::string link;
+  if (e.kind == events::ObservedKind::kExec) {
+    link = proc + "/exe";
+  } else {
+    // The mapping: the first one of the inode in /proc/PID/maps, through map_files.
+    CTRUST_ASSIGN_OR_RETURN(Bytes maps, read_file(proc + "/maps", std::size_t{64} << 20));
+    std::string_view text(reinterpret_cast<const char*>(maps.data()), maps.size());
+    std::string want = " " + std::to_string(e.ino) + " ";
+    while (!text.empty() && link.empty()) {
+      std::size_t nl = text.find('\n');
+      std::string_view line = text.substr(0, nl);
+      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+      std::size_t at = line.find(want);
+      if (at == std::string_view::npos) continue;
+      link = proc + "/map_files/" + std::string(line.substr(0, line.find(' ')));
+    }
+    if (link.empty()) return Error(Errc::kNotFound, "the mapping is gone");
+  }
+  std::vector<char> buf(4096);
+  ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
+  if (n > 0) f.path.assign(buf.data(), static_cast<std::size_t>(n));
+  f.fd.reset(::open(link.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!f.fd) return errno_error("opening " + link, errno);
+  struct stat st {};
+  if (::fstat(f.fd.get(), &st) != 0) return errno_error("fstat " + link, errno);
+  if (st.st_ino != e.ino) return Error(Errc::kNotFound, "the process runs another file now");
+  return f;
+}
+
+const char* map_call(events::MapSyscall s) {
+  switch (s) {
+    case events::MapSyscall::kMmap:
+      return "mmap(PROT_EXEC)";
+    case events::MapSyscall::kMprotect:
+      return "mprotect(PROT_EXEC)";
+    case events::MapSyscall::kShmat:
+      return "shmat(SHM_EXEC)";
+  }
+  return "?";
+}
+
+}  // namespace
+
+// The gate saw a container's task run, or map executable, a file the agent never vouched
+// for (it came through no marked mount, or changed since). In enforce the kernel has killed
+// the task already; elsewhere the file ran, and is measured now if it can still be found.
+void AgentImpl::gate_event(const std::shared_ptr<Container>& c, const events::ObservedEvent& e) {
+  if (c->mode == policy::Mode::kOff) return;
+  ++unvouched_;
+  const bool exec = e.kind == events::ObservedKind::kExec;
+  std::string how = exec ? std::string("exec") : std::string(map_call(e.map_syscall));
+  std::string name = exec ? e.filename : e.name;
+  if (e.memfd_name || e.unlinked) how += " of a file on no filesystem (memfd or deleted)";
+  if (e.unresolved) how += " of memory the gate could not trace to a file";
+  if (name.empty()) name = "(unnamed)";
+  auto violation = [&](const std::string& reason, const std::string& kind) {
+    if (auto r = c->guard->record_violation(name); !r) {
+      spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+    }
+    spdlog::warn("{}: pid {}: {} {}: {}", c->id, e.pid, how, printable(name, 256), reason);
+    publish({{"time", now_seconds()},
+             {"container", c->id},
+             {"kind", kind},
+             {"exec", exec},
+             {"path", name},
+             {"mode", policy::mode_name(c->mode)},
+             {"pid", e.pid},
+             {"reason", how + ": " + reason}});
+  };
+  if (e.killed) {
+    violation("not vouched for; killed by the exec gate before it ran", "denied");
+    return;
+  }
+  auto file = open_running(e);
+  if (!file) {
+    violation(
+        "not vouched for, and gone before it could be measured (" + file.error().message() + ")",
+        "violation");
+    return;
+  }
+  if (!file->path.empty()) name = file->path;
+  auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, file->fd.get());
+  if (!digest) {
+    violation("not vouched for, and unreadable: " + digest.error().message(), "violation");
+    return;
+  }
+  ExecDecision d = c->guard->judge(name, Measured{*digest, false});
+  auto id = file_id(file->fd.get());
+  if (id) (void)vouch(*c, FileKey{c->number, id->dev, id->ino}, id->ctime);
+  spdlog::warn(
+      "{}: pid {}: {} {} was seen only by the exec gate; measured from the process "
+      "({})",
+      c->id, e.pid, how, printable(name, 256), policy::verdict_name(d.judged));
+  publish({{"time", now_seconds()},
+           {"container", c->id},
+           {"kind", "unvouched"},
+           {"exec", exec},
+           {"path", name},
+           {"mode", policy::mode_name(c->mode)},
+           {"judged", policy::verdict_name(d.judged)},
+           {"digest", "sha256:" + digest->hex()},
+           {"pid", e.pid},
+           {"reason", how + " seen only by the exec gate; measured from the running process"}});
+}
+
+// An exec that succeeded, or the gate's report. In a gated container the gate has checked
+// it against what fanotify vouched for; otherwise fanotify asked about it if the file came
+// through one of the container's marked mounts (or a marked filesystem).
 void AgentImpl::observed(const events::ObservedEvent& e) {
-  if (e.kind != events::ObservedKind::kExec || e.pid == ::getpid()) return;
+  if (e.kind == events::ObservedKind::kNamespace || e.pid == ::getpid()) return;
+  if (e.container != 0) {
+    std::shared_ptr<Container> gc;
+    {
+      std::shared_lock lock(containers_mutex_);
+      if (auto it = by_number_.find(e.container); it != by_number_.end()) gc = it->second;
+    }
+    if (gc && e.unvouched) gate_event(gc, e);
+    return;
+  }
+  if (e.kind != events::ObservedKind::kExec) return;
   std::shared_ptr<Container> c;
   bool seen = false;
   {
@@ -1116,6 +1286,9 @@ void AgentImpl::observed(const events::ObservedEvent& e) {
     auto it = by_mnt_ns_.find(static_cast<ino_t>(e.mnt_ns));
     if (it != by_mnt_ns_.end()) {
       c = it->second;
+      // A gated container's tasks are judged above; this one is in its mount namespace but
+      // not its cgroup (a host process entering it, such as the runtime's own helpers).
+      if (c->gated) return;
       auto m = by_mount_.find(e.mnt_id);
       seen = !e.fileless() &&
              ((m != by_mount_.end() && m->second == c) || filesystem_marks_.contains(e.dev));
@@ -1216,6 +1389,72 @@ json AgentImpl::unmanaged() {
   return list;
 }
 
+// --- the exec gate ------------------------------------------------------------------------
+
+Result<void> AgentImpl::gate(Container& c) {
+#ifdef CTRUST_WITH_BPF
+  if (!bpf_) {
+    return Error(Errc::kUnsupported,
+                 "the exec gate needs the BPF programs (enforcement.bpf = true)");
+  }
+  if (c.mode == policy::Mode::kOff) return ok_result();
+  CTRUST_ASSIGN_OR_RETURN(c.cgroup_v2, container_cgroup(c.pid, c.id));
+  events::GateMode mode = c.mode == policy::Mode::kEnforce ? events::GateMode::kEnforce
+                          : c.mode == policy::Mode::kAudit ? events::GateMode::kAudit
+                                                           : events::GateMode::kMeasure;
+  {
+    // One container per cgroup: a second one there would share the first one's verdicts.
+    std::shared_lock lock(containers_mutex_);
+    for (const auto& [id, other] : containers_) {
+      if (other->gated && other->cgroup_v2.id == c.cgroup_v2.id && other.get() != &c) {
+        release_cgroup(c.cgroup_v2);
+        return Error(Errc::kInvalidArgument, "container " + other->id + " has the same cgroup " +
+                                                 c.cgroup_v2.path +
+                                                 ": the exec gate needs one "
+                                                 "cgroup per container");
+      }
+    }
+  }
+  if (auto r = bpf_->gate_container(c.cgroup_v2.id, c.number, mode); !r) {
+    release_cgroup(c.cgroup_v2);
+    return std::move(r).error();
+  }
+  c.gated = true;
+  return ok_result();
+#else
+  (void)c;
+  return Error(Errc::kUnsupported, "this ctrustd was built without BPF: no exec gate");
+#endif
+}
+
+void AgentImpl::ungate(Container& c) {
+#ifdef CTRUST_WITH_BPF
+  if (c.gated && bpf_) {
+    if (auto r = bpf_->gate_release(c.cgroup_v2.id, c.number); !r) {
+      spdlog::error("{}: {}", c.id, r.error().message());
+    }
+  }
+#endif
+  c.gated = false;
+  release_cgroup(c.cgroup_v2);
+}
+
+bool AgentImpl::vouch(const Container& c, const FileKey& key, const struct timespec& ctime) {
+#ifdef CTRUST_WITH_BPF
+  if (!c.gated || !bpf_) return false;
+  if (auto r = bpf_->gate_allow(c.number, key.ino, ctime); !r) {
+    spdlog::error("{}: {}", c.id, r.error().message());
+    return false;
+  }
+  return true;
+#else
+  (void)c;
+  (void)key;
+  (void)ctime;
+  return false;
+#endif
+}
+
 // --- containers ---------------------------------------------------------------------------
 
 Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config, bool started) {
@@ -1243,8 +1482,13 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config, bo
             c.id, upper, what);
       }
     }
+    struct statfs fs_type {};
+    bool tmpfs = ::fstatfs(fd.get(), &fs_type) == 0 && fs_type.f_type == kTmpfsMagic;
     if (id.mount_root && id.mnt_id != 0) {
-      CTRUST_TRY(monitor_->mark_mount_fd(fd.get(), what));
+      // A tmpfs is scratch space: opens there are not asked about (creating and reading
+      // files costs nothing), execs are, and a library mapped from it is the exec gate's.
+      m.exec_only = tmpfs && dest != "/";
+      CTRUST_TRY(monitor_->mark_mount_fd(fd.get(), what, m.exec_only));
     } else {
       // Not a mount of its own (yet): the whole filesystem, events told apart by mount
       // namespace. This also sees the host's accesses to that filesystem.
@@ -1395,12 +1639,17 @@ Result<std::shared_ptr<Container>> AgentImpl::adopt(const std::string& id, const
   {
     std::unique_lock lock(containers_mutex_);
     containers_[c->id] = c;
+    by_number_[c->number] = c;
     by_mnt_ns_[c->mnt_ns] = c;
   }
   auto marked = mark_container(*c, config, true);
+  if (marked && config_.bpf) {
+    if (auto g = gate(*c); !g) marked = std::move(g).error().with_context("the exec gate");
+  }
   if (!marked) {
     std::unique_lock lock(containers_mutex_);
     containers_.erase(c->id);
+    by_number_.erase(c->number);
     by_mnt_ns_.erase(c->mnt_ns);
     return std::move(marked).error();
   }
@@ -1434,6 +1683,7 @@ json AgentImpl::container_json(const Container& c) const {
           {"mnt_ns", c.mnt_ns},
           {"rootfs", c.rootfs},
           {"cgroup", c.cgroup},
+          {"gate", {{"on", c.gated}, {"cgroup", c.cgroup_v2.path}, {"cgroup_id", c.cgroup_v2.id}}},
           {"namespaces", c.namespaces},
           {"mode", policy::mode_name(c.mode)},
           {"image", "sha256:" + c.image.hex()},
@@ -1453,6 +1703,7 @@ json AgentImpl::container_json(const Container& c) const {
                list.push_back({{"destination", m.dest},
                                {"mnt_id", m.mnt_id},
                                {"mark", m.filesystem ? "filesystem" : "mount"},
+                               {"asks", m.exec_only ? "exec" : "exec+open"},
                                {"kernel_cache", m.kernel_cache->load()}});
              }
              return list;
@@ -1527,23 +1778,40 @@ Result<json> AgentImpl::create(const json& request) {
   CTRUST_ASSIGN_OR_RETURN(c->image, manifest->digest());
   {
     std::lock_guard lock(policies_mutex_);
-    if (!c->policy) {
-      for (const auto& [name, p] : policies_) {
-        const auto& images = p->policy.images;
-        if (std::find(images.begin(), images.end(), c->image) != images.end()) {
-          c->policy = p;
-          break;
-        }
+    // The policy that applies without the annotation: one listing the image, else the
+    // default policy.
+    std::shared_ptr<LoadedPolicy> own;
+    for (const auto& [name, p] : policies_) {
+      const auto& images = p->policy.images;
+      if (std::find(images.begin(), images.end(), c->image) != images.end()) {
+        own = p;
+        break;
       }
     }
-    if (!c->policy && !config_.default_policy.empty()) {
+    if (!own && !config_.default_policy.empty()) {
       auto it = policies_.find(config_.default_policy);
       if (it == policies_.end()) {
         return Error(Errc::kNotFound,
                      "containers.default_policy " + config_.default_policy + " is not loaded");
       }
-      c->policy = it->second;
+      own = it->second;
     }
+    // The container's author may choose among the policies that list its image; any other
+    // choice could replace the image's own policy by a weaker one (a measure policy, or a
+    // longer list), so it is taken only where no policy applies otherwise and its mode is no
+    // weaker than the default, or where annotations_may_weaken says so.
+    if (c->policy && c->policy != own && !config_.annotations_may_weaken) {
+      const auto& images = c->policy->policy.images;
+      bool lists = std::find(images.begin(), images.end(), c->image) != images.end();
+      if (!lists && (own || c->policy->policy.mode < config_.default_mode)) {
+        return Error(Errc::kInvalidArgument,
+                     "io.ctrust.policy names " + c->policy->name +
+                         ", which does not list this image (sha256:" + c->image.hex() + ")" +
+                         (own ? "; policy " + own->name + " applies to it" : std::string()) +
+                         " (containers.annotations_may_weaken allows it)");
+      }
+    }
+    if (!c->policy) c->policy = own;
   }
   c->mode = c->policy ? c->policy->policy.mode : config_.default_mode;
   if (settings.mode) {
@@ -1620,10 +1888,14 @@ Result<json> AgentImpl::create(const json& request) {
     {
       std::unique_lock lock(containers_mutex_);
       containers_[c->id] = c;
+      by_number_[c->number] = c;
       if (c->mnt_ns != 0) by_mnt_ns_[c->mnt_ns] = c;
     }
     CTRUST_TRY(mark_container(*c, config, false));
     register_marks(c);
+    if (config_.bpf) {
+      if (auto g = gate(*c); !g) return std::move(g).error().with_context("the exec gate");
+    }
     CTRUST_TRY(write_file_atomic(dir + "/container.json",
                                  as_bytes(container_json(*c).dump(2) + "\n"), 0600));
     CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
@@ -1633,12 +1905,14 @@ Result<json> AgentImpl::create(const json& request) {
     {
       std::unique_lock lock(containers_mutex_);
       containers_.erase(c->id);
+      by_number_.erase(c->number);
       if (c->mnt_ns != 0) by_mnt_ns_.erase(c->mnt_ns);
       for (const auto& m : c->marks) {
         if (!m.filesystem) by_mount_.erase(m.mnt_id);
       }
     }
     unmark_container(*c);
+    ungate(*c);
     undo_vtpm();
     return std::move(prepared).error();
   }
@@ -1660,12 +1934,14 @@ Result<json> AgentImpl::remove(const std::string& id) {
     }
     c = it->second;
     containers_.erase(it);
+    by_number_.erase(c->number);
     if (c->mnt_ns != 0) by_mnt_ns_.erase(c->mnt_ns);
     for (const auto& m : c->marks) {
       if (!m.filesystem) by_mount_.erase(m.mnt_id);
     }
   }
   unmark_container(*c);
+  ungate(*c);
   cache_->drop_owner(c->number);
   json final = container_json(*c);
   auto recorded =

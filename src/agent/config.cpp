@@ -72,6 +72,8 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   Section enforcement(subtable(root, "enforcement"), "enforcement", origin);
   CTRUST_TRY(enforcement.number("hash_threads", c.hash_threads, 1, 256));
   CTRUST_TRY(enforcement.number("cache_entries", c.cache_entries, 1, 1 << 20));
+  CTRUST_TRY(enforcement.number("max_file_bytes", c.max_file_bytes, std::int64_t{1} << 20,
+                                std::int64_t{1} << 40));
   CTRUST_TRY(enforcement.boolean("bpf", c.bpf));
   CTRUST_TRY(enforcement.boolean("kill_unvouched", c.kill_unvouched));
   CTRUST_TRY(enforcement.no_unknown_keys());

@@ -45,8 +45,13 @@ struct AgentConfig {
 
   unsigned hash_threads = 2;
   std::size_t cache_entries = 16384;  // files whose digests are cached (one descriptor each)
-  // The BPF observers (exec completeness, containers started without the hook). When they
-  // cannot be loaded the agent does not start, unless this is false.
+  // The largest file hashed for a decision: one container cannot hold the workers with a
+  // huge (or sparse) file that starts like an ELF object. Larger: denied in enforce, a
+  // violation record elsewhere.
+  std::uint64_t max_file_bytes = std::uint64_t{1} << 30;
+  // The BPF programs: the exec gate (docs/EXEC_PATH.md), containers started without the
+  // hook. When they cannot be loaded the agent does not start, unless this is false (then
+  // there is no gate: execs and mappings that bypass fanotify are only noticed late).
   bool bpf = true;
   // What an exec the enforcement path never saw (a memfd, an unmarked mount) costs an
   // enforce container's process: it is killed (true), or only recorded as a violation.

@@ -1,0 +1,25 @@
+// Fuzzes the parsers of /proc/PID/mountinfo and /proc/PID/cgroup (agent/mountinfo.h,
+// agent/cgroup.h): a container names its own mount points, options and cgroups. A parse
+// must never crash, every parsed mount has the fields the format promises, and a cgroup
+// path is absolute with no ".." component.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "agent/cgroup.h"
+#include "agent/mountinfo.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (auto mounts = ctrust::agent::parse_mountinfo(text)) {
+    for (const auto& m : *mounts) {
+      if (m.fstype.empty() || m.fstype.find(' ') != std::string::npos) __builtin_trap();
+      (void)ctrust::agent::overlay_upperdir(m);
+    }
+  }
+  if (auto path = ctrust::agent::parse_proc_cgroup_v2(text)) {
+    if (path->empty() || (*path)[0] != '/') __builtin_trap();
+    if (path->find("/../") != std::string::npos) __builtin_trap();
+  }
+  return 0;
+}

@@ -1,0 +1,42 @@
+// A container's cgroup v2, which the exec gate (events/bpf_observer.h) uses to tell which
+// container a task belongs to: unlike a mount namespace, a task cannot leave it by
+// unshare(), and every task it forks is born in it.
+//
+// On a host whose container runtime puts containers in a cgroup v2 of their own (cgroup v2
+// hosts, and runc on hybrid hosts) that cgroup is used as it is. A container left in the
+// root of the v2 hierarchy (a hybrid host whose runtime only manages v1) is moved into a
+// cgroup the agent makes for it, CGROUP2/ctrust/ID, before its first instruction; no
+// controller is enabled there, so the runtime's v1 limits are untouched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "util/result.h"
+
+namespace ctrust::agent {
+
+struct ContainerCgroup {
+  std::uint64_t id = 0;  // the cgroup directory's inode number: the kernel's cgroup id
+  std::string path;      // host path of the directory
+  bool created = false;  // made by the agent (removed again by release_cgroup())
+};
+
+// The v2 path ("/a/b") in the text of /proc/PID/cgroup: its "0::" line. Errors when there
+// is none (a v1-only host) or the text is malformed.
+Result<std::string> parse_proc_cgroup_v2(std::string_view text);
+
+// Where the cgroup v2 hierarchy is mounted in the caller's mount namespace.
+Result<std::string> cgroup2_mount();
+
+// The cgroup of process `pid` (the container's first process), moved as said above when
+// it is in the root. `id` names the cgroup the agent makes.
+Result<ContainerCgroup> container_cgroup(pid_t pid, const std::string& id);
+
+// Removes a cgroup the agent made (once its processes are gone); nothing otherwise.
+void release_cgroup(const ContainerCgroup& cgroup);
+
+}  // namespace ctrust::agent
