@@ -149,6 +149,7 @@ static __always_inline int gate_vouched(__u64 container, struct inode* inode) {
   struct ctrust_gate_key key = {.container = container, .ino = BPF_CORE_READ(inode, i_ino)};
   struct ctrust_gate_value* v = bpf_map_lookup_elem(&gate_allowed, &key);
   if (!v) return 0;
+  if (v->flags & CTRUST_GATE_PINNED) return 1;
   __s64 sec = 0;
   __u32 nsec = 0;
   inode_ctime(inode, &sec, &nsec);

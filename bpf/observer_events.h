@@ -69,10 +69,17 @@ struct ctrust_gate_key {
   __u64 container; /* ctrust_gate_container.number */
   __u64 ino;       /* i_ino of the file the task holds (the overlay inode on overlayfs) */
 };
+/* ctrust_gate_value.flags */
+enum ctrust_gate_value_flags {
+  /* The agent holds a lease on the file: nobody has opened it for writing since it was
+   * judged, so its content is what was judged whatever its ctime says (chmod, touch and an
+   * overlay copy-up change ctime but not content). Cleared before the lease is released. */
+  CTRUST_GATE_PINNED = 1u << 0,
+};
 struct ctrust_gate_value {
   __s64 ctime_sec;
   __u32 ctime_nsec;
-  __u32 pad;
+  __u32 flags; /* enum ctrust_gate_value_flags */
 };
 
 /* ctrust_bpf_map_event.syscall */

@@ -12,8 +12,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -278,8 +280,13 @@ class AgentImpl final : public Agent {
   // Puts the container under the exec gate (its cgroup v2); an error when it cannot be.
   Result<void> gate(Container& c);
   void ungate(Container& c);
+  // A writer is about to open a file the agent vouched for (its lease broke; the writer
+  // waits): the container's processes that have it mapped executable would run the new
+  // bytes, so they are ended (enforce) or the log says so (elsewhere).
+  void written_while_cached(const FileKey& key, const std::vector<int>& fds);
   // Vouches for the event's file in the gate; false when that failed.
-  bool vouch(const Container& c, const FileKey& key, const struct timespec& ctime);
+  bool vouch(const Container& c, const FileKey& key, const struct timespec& ctime,
+             bool pinned = false);
   json unmanaged();
   void dispatch(events::PendingEvent event);
   void queue_overflowed();
@@ -778,6 +785,14 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
                                 spdlog::error("{}", r.error().message());
                               }
                             }});
+  cache_->set_break_hook(
+      [this](const FileKey& key, const std::vector<int>& fds) { written_while_cached(key, fds); });
+#ifdef CTRUST_WITH_BPF
+  cache_->set_erase_hook([this](const FileKey& key) {
+    if (!bpf_) return;
+    if (auto r = bpf_->gate_unpin(key.owner, key.ino); !r) spdlog::error("{}", r.error().message());
+  });
+#endif
   // The event thread first: everything after this may touch marked files.
   fanotify_thread_ = std::thread([this] { fanotify_loop(); });
   for (unsigned i = 0; i < config_.hash_threads; ++i) {
@@ -1083,7 +1098,12 @@ void AgentImpl::process(Job job) {
           kernel = c.policy->compiled->paths_for(measured->digest).empty();
         }
       }
-      (void)cache_->finish(job.key, std::move(fds), measured->digest, kernel);
+      // Cached under a lease: the content cannot change unseen, so the gate's verdict need
+      // not follow the ctime (a chmod or an overlay copy-up) until the lease goes.
+      if (cache_->finish(job.key, std::move(fds), measured->digest, kernel) && c.gated &&
+          d.verdict == events::Verdict::kAllow) {
+        (void)vouch(c, job.key, job.ctime, true);
+      }
     } else {
       cache_->abandon(e.fd);
     }
@@ -1391,6 +1411,108 @@ json AgentImpl::unmanaged() {
 
 // --- the exec gate ------------------------------------------------------------------------
 
+namespace {
+
+// Every process in cgroup `dir` and below it.
+void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
+  if (depth > 16) return;
+  if (auto bytes = read_file(dir + "/cgroup.procs", std::size_t{16} << 20)) {
+    std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    while (!text.empty()) {
+      std::size_t nl = text.find('\n');
+      std::string_view line = text.substr(0, nl);
+      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+      pid_t pid = 0;
+      auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), pid);
+      if (ec == std::errc() && p == line.data() + line.size() && pid > 0) out.push_back(pid);
+    }
+  }
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) cgroup_pids(entry.path().string(), out, depth + 1);
+  }
+}
+
+// Whether process `pid` maps one of `files` (device, inode) executable.
+bool maps_executable(pid_t pid, const std::vector<std::pair<dev_t, ino_t>>& files) {
+  auto bytes = read_file("/proc/" + std::to_string(pid) + "/maps", std::size_t{64} << 20);
+  if (!bytes) return false;
+  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    // start-end perms offset major:minor inode path
+    unsigned long long start = 0, end = 0, offset = 0, inode = 0;
+    unsigned major = 0, minor = 0;
+    char perms[5] = {};
+    std::string l(line);
+    if (std::sscanf(l.c_str(), "%llx-%llx %4s %llx %x:%x %llu", &start, &end, perms, &offset,
+                    &major, &minor, &inode) != 7) {
+      continue;
+    }
+    if (perms[2] != 'x') continue;
+    for (const auto& [dev, ino] : files) {
+      if (ino == inode && ::major(dev) == major && ::minor(dev) == minor) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void AgentImpl::written_while_cached(const FileKey& key, const std::vector<int>& fds) {
+  std::shared_ptr<Container> c;
+  {
+    std::shared_lock lock(containers_mutex_);
+    if (auto it = by_number_.find(key.owner); it != by_number_.end()) c = it->second;
+  }
+  if (!c || !c->gated || c->mode == policy::Mode::kOff) return;
+  std::vector<std::pair<dev_t, ino_t>> files;
+  std::string path;
+  for (int fd : fds) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0) files.emplace_back(st.st_dev, st.st_ino);
+    if (path.empty()) {
+      std::vector<char> buf(4096);
+      std::string link = "/proc/self/fd/" + std::to_string(fd);
+      ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
+      if (n > 0)
+        path = c->guard->container_path(std::string(buf.data(), static_cast<std::size_t>(n)));
+    }
+  }
+  std::vector<pid_t> pids;
+  cgroup_pids(c->cgroup_v2.path, pids);
+  std::vector<pid_t> mapping;
+  for (pid_t pid : pids) {
+    if (maps_executable(pid, files)) mapping.push_back(pid);
+  }
+  if (mapping.empty()) return;
+  bool end_them = c->mode == policy::Mode::kEnforce;
+  if (end_them) {
+    for (pid_t pid : mapping) {
+      UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+      if (pidfd) (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    }
+  }
+  std::string name = path.empty() ? "(unnamed)" : path;
+  if (auto r = c->guard->record_violation(name); !r) {
+    spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+  }
+  std::string reason = "opened for writing while " + std::to_string(mapping.size()) +
+                       " process(es) of the container had it mapped executable" +
+                       (end_them ? "; they were killed before the write" : "");
+  spdlog::warn("{}: {}: {}", c->id, printable(name, 256), reason);
+  publish({{"time", now_seconds()},
+           {"container", c->id},
+           {"kind", end_them ? "denied" : "violation"},
+           {"exec", false},
+           {"path", name},
+           {"mode", policy::mode_name(c->mode)},
+           {"pid", mapping.front()},
+           {"reason", reason}});
+}
+
 Result<void> AgentImpl::gate(Container& c) {
 #ifdef CTRUST_WITH_BPF
   if (!bpf_) {
@@ -1439,10 +1561,11 @@ void AgentImpl::ungate(Container& c) {
   release_cgroup(c.cgroup_v2);
 }
 
-bool AgentImpl::vouch(const Container& c, const FileKey& key, const struct timespec& ctime) {
+bool AgentImpl::vouch(const Container& c, const FileKey& key, const struct timespec& ctime,
+                      bool pinned) {
 #ifdef CTRUST_WITH_BPF
   if (!c.gated || !bpf_) return false;
-  if (auto r = bpf_->gate_allow(c.number, key.ino, ctime); !r) {
+  if (auto r = bpf_->gate_allow(c.number, key.ino, ctime, pinned); !r) {
     spdlog::error("{}: {}", c.id, r.error().message());
     return false;
   }
@@ -1451,6 +1574,7 @@ bool AgentImpl::vouch(const Container& c, const FileKey& key, const struct times
   (void)c;
   (void)key;
   (void)ctime;
+  (void)pinned;
   return false;
 #endif
 }
@@ -2205,6 +2329,7 @@ void AgentImpl::shutdown() {
     std::unique_lock lock(containers_mutex_);
     by_mount_.clear();
     by_mnt_ns_.clear();
+    by_number_.clear();
   }
   // Containers stay registered on disk (status running): the next agent records the gap.
   containers_.clear();

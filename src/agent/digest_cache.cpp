@@ -121,6 +121,7 @@ bool DigestCache::finish(const FileKey& key, UniqueFd fd, const crypto::Digest& 
 void DigestCache::erase_locked(std::list<Slot>::iterator it) {
   // The kernel must ask again before any lease is released and a writer can go on.
   if (it->ignored && hooks_.unignore) hooks_.unignore(it->fds[0].get());
+  if (erase_hook_) erase_hook_(it->key);
   for (const auto& f : it->fds) by_fd_.erase(f.get());
   by_key_.erase(it->key);
   lru_.erase(it);  // closes the descriptors, releasing their leases
@@ -129,6 +130,16 @@ void DigestCache::erase_locked(std::list<Slot>::iterator it) {
 void DigestCache::set_kernel_hooks(KernelHooks hooks) {
   std::lock_guard lock(mutex_);
   hooks_ = std::move(hooks);
+}
+
+void DigestCache::set_break_hook(BreakHook hook) {
+  std::lock_guard lock(mutex_);
+  break_hook_ = std::move(hook);
+}
+
+void DigestCache::set_erase_hook(EraseHook hook) {
+  std::lock_guard lock(mutex_);
+  erase_hook_ = std::move(hook);
 }
 
 bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
@@ -182,6 +193,11 @@ void DigestCache::drop_fd_locked(int fd) {
   auto it = by_fd_.find(fd);
   if (it == by_fd_.end()) return;  // already gone (evicted, or a late signal)
   note_broken_locked(it->second->key);
+  if (break_hook_) {
+    std::vector<int> fds;
+    for (const auto& f : it->second->fds) fds.push_back(f.get());
+    break_hook_(it->second->key, fds);  // the writer still waits
+  }
   erase_locked(it->second);  // the writer proceeds
   ++stats_.broken;
 }

@@ -101,6 +101,18 @@ class DigestCache {
     std::function<void(int)> unignore;
   };
   void set_kernel_hooks(KernelHooks hooks);
+  // Called when a writer breaks the lease of a cached entry, before the lease is released:
+  // the writer's open() is still waiting, so whatever the hook does (the agent ends the
+  // processes that have the file mapped executable) happens before a byte is written.
+  // `fds` are the entry's descriptors (the file, and its real upper file on overlayfs).
+  // Runs with the cache locked: the hook must not call into the cache.
+  using BreakHook = std::function<void(const FileKey& key, const std::vector<int>& fds)>;
+  void set_break_hook(BreakHook hook);
+  // Called whenever an entry goes (a break, eviction, its owner, clear), before its leases
+  // are released: whatever relied on the lease (the exec gate's pinned verdict) must stop
+  // relying on it now. Runs with the cache locked.
+  using EraseHook = std::function<void(const FileKey& key)>;
+  void set_erase_hook(EraseHook hook);
   bool finish(const FileKey& key, std::vector<UniqueFd> fds, const crypto::Digest& digest,
               bool kernel);
 
@@ -152,6 +164,8 @@ class DigestCache {
   void note_broken_locked(const FileKey& key);
   DigestCacheStats stats_;
   KernelHooks hooks_;
+  BreakHook break_hook_;
+  EraseHook erase_hook_;
 };
 
 }  // namespace ctrust::agent

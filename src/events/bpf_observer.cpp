@@ -258,8 +258,9 @@ class LoadedObserver final : public BpfObserver {
   Result<void> gate_container(std::uint64_t cgroup_id, std::uint64_t number,
                               GateMode mode) override;
   Result<void> gate_release(std::uint64_t cgroup_id, std::uint64_t number) override;
-  Result<void> gate_allow(std::uint64_t number, std::uint64_t ino,
-                          const struct timespec& ctime) override;
+  Result<void> gate_allow(std::uint64_t number, std::uint64_t ino, const struct timespec& ctime,
+                          bool pinned) override;
+  Result<void> gate_unpin(std::uint64_t number, std::uint64_t ino) override;
   std::size_t gate_entries() const override;
 
  private:
@@ -408,19 +409,40 @@ Result<void> LoadedObserver::gate_release(std::uint64_t cgroup_id, std::uint64_t
 }
 
 Result<void> LoadedObserver::gate_allow(std::uint64_t number, std::uint64_t ino,
-                                        const struct timespec& ctime) {
+                                        const struct timespec& ctime, bool pinned) {
   ctrust_gate_key key{};
   key.container = number;
   key.ino = ino;
   ctrust_gate_value value{};
   value.ctime_sec = ctime.tv_sec;
   value.ctime_nsec = static_cast<std::uint32_t>(ctime.tv_nsec);
+  value.flags = pinned ? static_cast<std::uint32_t>(CTRUST_GATE_PINNED) : 0U;
   if (bpf_map__update_elem(skel_.get()->maps.gate_allowed, &key, sizeof(key), &value, sizeof(value),
                            BPF_ANY) != 0) {
     int err = errno;
-    return errno_error(err == E2BIG ? "the exec gate's map is full (enforcement.gate_entries)"
-                                    : "vouching for a file in the exec gate",
-                       err);
+    return errno_error(
+        err == E2BIG ? "the exec gate's map is full" : "vouching for a file in the exec gate", err);
+  }
+  return ok_result();
+}
+
+Result<void> LoadedObserver::gate_unpin(std::uint64_t number, std::uint64_t ino) {
+  ctrust_gate_key key{};
+  key.container = number;
+  key.ino = ino;
+  ctrust_gate_value value{};
+  bpf_map* allowed = skel_.get()->maps.gate_allowed;
+  if (bpf_map__lookup_elem(allowed, &key, sizeof(key), &value, sizeof(value), 0) != 0) {
+    return ok_result();  // not there: nothing is pinned
+  }
+  value.flags &= ~static_cast<std::uint32_t>(CTRUST_GATE_PINNED);
+  if (bpf_map__update_elem(allowed, &key, sizeof(key), &value, sizeof(value), BPF_EXIST) != 0 &&
+      errno != ENOENT) {
+    int err = errno;
+    // Still pinned: the verdict would outlive the lease. Drop it instead.
+    if (bpf_map__delete_elem(allowed, &key, sizeof(key), 0) != 0 && errno != ENOENT) {
+      return errno_error("unpinning a file in the exec gate", err);
+    }
   }
   return ok_result();
 }

@@ -11,7 +11,9 @@
 #   3. a shared object, and a program, on a tmpfs mounted inside the running container;
 #   4. fexecve of a memfd whose program forks at once (a late kill of one pid misses it);
 #   5. mprotect(PROT_EXEC) of an unlisted file's mapping;
-#   6. a flood of opens from 20,000 threads (the default fanotify queue holds 16,384):
+#   6. a listed library (copied up) patched in place while a listed process has it mapped:
+#      in enforce the process is killed before the write, in measure a violation record;
+#   7. a flood of opens from 20,000 threads (the default fanotify queue holds 16,384):
 #      afterwards an unlisted program is still denied and the agent still answers.
 # And the controls: listed programs keep running, in a new mount namespace too.
 source "$(dirname "$0")/lib.sh"
@@ -38,10 +40,11 @@ IMG=$WORK/image
 mkdir -p "$IMG"/{bin,proc,sys,dev,tmp,etc,opt,mnt,usr/local/bin,lib64,lib/x86_64-linux-gnu}
 chmod 1777 "$IMG/tmp"
 cp "$BB" "$IMG/bin/busybox"
-for a in sh true cat ls mkdir mount base64 chmod unshare sleep rm touch grep test; do ln -s busybox "$IMG/bin/$a"; done
+for a in sh true cat ls mkdir mount base64 chmod unshare sleep rm touch grep test dd; do ln -s busybox "$IMG/bin/$a"; done
 gcc -static -O2 -o "$IMG/usr/local/bin/ctrust-test-helper" \
   "$CTRUST_TESTS/cli/helpers/ctrust-test-helper.c" -lpthread
 cp /bin/true "$IMG/bin/dyntrue"
+gcc -O2 -o "$IMG/usr/local/bin/dynsleep" "$CTRUST_TESTS/cli/helpers/dynsleep.c"
 cp /lib64/ld-linux-x86-64.so.2 "$IMG/lib64/"
 cp /lib/x86_64-linux-gnu/libc.so.6 "$IMG/lib/x86_64-linux-gnu/"
 echo "root:x:0:0:root:/:/bin/sh" >"$IMG/etc/passwd"
@@ -151,7 +154,7 @@ check "xp-enf: the gate's kills are violation records in its log" \
   grep -q "/tmp/p" <(log_names xp-enf)
 check "ctrust ps counts them" test "$(info xp-enf .counts.violations)" -ge 5
 
-# --- 6. a flood of opens, with the agent stalled -----------------------------------------------
+# --- 7. a flood of opens, with the agent stalled -----------------------------------------------
 # 20,000 threads wait in the container; the agent is stopped (SIGSTOP: as if busy), the
 # threads are let go and each creates files on the overlay root, so every open of a new
 # inode waits for an answer and the events pile up unread: more than the kernel's default
@@ -179,6 +182,30 @@ check_eq "... and did not run" "$(ran xp-enf /tmp/m6)" no
 expect runc xp-enf "after the flood, a listed program runs" ok /bin/dyntrue
 check "the agent still answers" "$CTRUST" ps --socket "$SOCK"
 check "no queue overflow" bash -c "! grep -q 'queue overflowed' '$WORK/ctrustd.log'"
+
+# --- 6. a listed library patched while a listed process maps it (last: it leaves libc patched)
+# Copy-up first (touch), then a listed dynamic program maps it (ld.so's open is judged and
+# cached, with a lease), then dd patches a few bytes of its code in place. The write-open
+# breaks the lease; before the writer goes on, the agent finds the container's processes
+# that map the file executable: killed in enforce (it never wakes to write its proof), a
+# violation record in measure.
+LIBC=/lib/x86_64-linux-gnu/libc.so.6
+PATCH="dd if=/dev/zero of=$LIBC bs=1 count=4 seek=200000 conv=notrunc 2>/dev/null"
+for id in xp-enf xp-mea; do
+  before=$(info $id .counts.violations)
+  rc=$(in_c runc $id "touch $LIBC && (dynsleep 2 /tmp/lived6 &) && sleep 0.5 && $PATCH && sleep 2.5")
+  check_eq "$id: the patch was written" "$rc" 0
+  if [ $id = xp-enf ]; then
+    check_eq "$id: the process that mapped it was killed before it ran the patched code" \
+      "$(ran $id /tmp/lived6)" no
+  else
+    check_eq "$id: the process that mapped it ran on (measure)" "$(ran $id /tmp/lived6)" yes
+  fi
+  check_eq "$id: ... and the log has a violation record for it" \
+    "$("$CTRUST" log show --socket "$SOCK" --container $id --json |
+      jq --arg n "$LIBC" '[.[] | select(.name == $n and .violation)] | length')" 1
+  check "$id: ... counted" test "$(info $id .counts.violations)" -gt "$before"
+done
 
 if [ "$FAILED" -ne 0 ]; then tail -40 "$WORK/ctrustd.log" >&2; fi
 finish

@@ -402,6 +402,18 @@ TEST_F(BpfObserverTest, TheGateKillsWhatWasNotVouchedForBeforeItRuns) {
   o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
   EXPECT_TRUE(o.killed) << "a changed file kept its old verdict";
 
+  // Pinned (the agent holds a lease: the content is what was judged): a ctime change does
+  // not retire it; unpinned, it does.
+  ASSERT_EQ(::stat(lib.c_str(), &st), 0);
+  ASSERT_TRUE(observer_->gate_allow(7, st.st_ino, st.st_ctim, true));
+  ::usleep(10000);
+  ASSERT_EQ(::chmod(lib.c_str(), 0644), 0);
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_FALSE(o.killed) << "a pinned verdict followed the ctime";
+  ASSERT_TRUE(observer_->gate_unpin(7, st.st_ino));
+  o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
+  EXPECT_TRUE(o.killed) << "an unpinned verdict ignored the ctime";
+
   // Forgotten: the entries go, and the cgroup is no longer gated.
   EXPECT_EQ(observer_->gate_entries(), 2U);
   ASSERT_TRUE(observer_->gate_release(cg.id(), 7));
