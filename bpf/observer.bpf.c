@@ -146,7 +146,10 @@ static __always_inline struct ctrust_gate_container* gate_container(struct task_
 /* Whether the container vouched for this inode as it is now. */
 static __always_inline int gate_vouched(__u64 container, struct inode* inode) {
   if (!inode) return 0;
-  struct ctrust_gate_key key = {.container = container, .ino = BPF_CORE_READ(inode, i_ino)};
+  struct ctrust_gate_key key = {.container = container,
+                                .ino = BPF_CORE_READ(inode, i_ino),
+                                .dev = BPF_CORE_READ(inode, i_sb, s_dev),
+                                .pad = 0};
   struct ctrust_gate_value* v = bpf_map_lookup_elem(&gate_allowed, &key);
   if (!v) return 0;
   if (v->flags & CTRUST_GATE_PINNED) return 1;

@@ -68,6 +68,8 @@ struct ctrust_gate_container {
 struct ctrust_gate_key {
   __u64 container; /* ctrust_gate_container.number */
   __u64 ino;       /* i_ino of the file the task holds (the overlay inode on overlayfs) */
+  __u32 dev;       /* its superblock's s_dev, kernel encoding: inode numbers are per device */
+  __u32 pad;
 };
 /* ctrust_gate_value.flags */
 enum ctrust_gate_value_flags {

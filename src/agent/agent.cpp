@@ -258,6 +258,9 @@ class AgentImpl final : public Agent {
   json ps();
   json container_json(const Container& c) const;
   Result<void> mark_container(Container& c, const OciConfig& config, bool started);
+  template <typename Add>
+  Result<void> mark_submounts(Container& c, const std::string& destination, bool started,
+                              int root_fd, Add& add);
   // Makes the container's marks findable by events; drops kernel caching on devices that
   // another container has marks on too.
   void register_marks(const std::shared_ptr<Container>& c);
@@ -790,7 +793,9 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
 #ifdef CTRUST_WITH_BPF
   cache_->set_erase_hook([this](const FileKey& key) {
     if (!bpf_) return;
-    if (auto r = bpf_->gate_unpin(key.owner, key.ino); !r) spdlog::error("{}", r.error().message());
+    if (auto r = bpf_->gate_unpin(key.owner, key.dev, key.ino); !r) {
+      spdlog::error("{}", r.error().message());
+    }
   });
 #endif
   // The event thread first: everything after this may touch marked files.
@@ -982,9 +987,15 @@ void AgentImpl::dispatch(events::PendingEvent event) {
       return;
     }
   }
+  // The device of the superblock: the mark's mount root reports it (a regular file on
+  // overlayfs may report a lower layer's), and the exec gate keys files by it.
+  dev_t dev = id->dev;
+  for (const auto& m : container->marks) {
+    if (m.mnt_id == id->mnt_id) dev = m.dev;
+  }
   Job job{std::move(container),
           std::move(event),
-          FileKey{0, id->dev, id->ino},
+          FileKey{0, dev, id->ino},
           id->mnt_id,
           std::nullopt,
           false,
@@ -1266,8 +1277,9 @@ void AgentImpl::gate_event(const std::shared_ptr<Container>& c, const events::Ob
     return;
   }
   ExecDecision d = c->guard->judge(name, Measured{*digest, false});
+  // Keyed as the kernel reported it (e.dev is the superblock's device).
   auto id = file_id(file->fd.get());
-  if (id) (void)vouch(*c, FileKey{c->number, id->dev, id->ino}, id->ctime);
+  if (id) (void)vouch(*c, FileKey{c->number, e.dev, id->ino}, id->ctime);
   spdlog::warn(
       "{}: pid {}: {} {} was seen only by the exec gate; measured from the process "
       "({})",
@@ -1565,7 +1577,7 @@ bool AgentImpl::vouch(const Container& c, const FileKey& key, const struct times
                       bool pinned) {
 #ifdef CTRUST_WITH_BPF
   if (!c.gated || !bpf_) return false;
-  if (auto r = bpf_->gate_allow(c.number, key.ino, ctime, pinned); !r) {
+  if (auto r = bpf_->gate_allow(c.number, key.dev, key.ino, ctime, pinned); !r) {
     spdlog::error("{}: {}", c.id, r.error().message());
     return false;
   }
@@ -1654,6 +1666,45 @@ Result<void> AgentImpl::mark_container(Container& c, const OciConfig& config, bo
       continue;
     }
     CTRUST_TRY(add(std::move(*fd), "the mount " + m.destination, m.destination));
+    if (std::find(m.options.begin(), m.options.end(), "rbind") != m.options.end()) {
+      CTRUST_TRY(mark_submounts(c, m.destination, started, root_again.get(), add));
+    }
+  }
+  return ok_result();
+}
+
+// The mounts below an rbind volume come along with it, each a mount of its own that the
+// volume's mark does not cover: each is marked too (the exec gate would otherwise stop
+// even listed programs on them, having never been asked).
+template <typename Add>
+Result<void> AgentImpl::mark_submounts(Container& c, const std::string& destination, bool started,
+                                       int root_fd, Add& add) {
+  CTRUST_ASSIGN_OR_RETURN(Bytes bytes, read_file("/proc/" + std::to_string(c.pid) + "/mountinfo",
+                                                 std::size_t{16} << 20));
+  CTRUST_ASSIGN_OR_RETURN(
+      std::vector<MountInfo> mounts,
+      parse_mountinfo(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+  // As the container's mount namespace names them: under the bundle's root before the
+  // runtime's pivot_root (at createRuntime), under "/" once the container runs.
+  std::string base = started ? std::string() : c.rootfs;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string dest = destination;
+  while (dest.size() > 1 && dest.back() == '/') dest.pop_back();
+  std::string prefix = base + dest + "/";
+  static const std::set<std::string> kNoExec = {"proc",   "sysfs",  "cgroup",     "cgroup2",
+                                                "devpts", "mqueue", "securityfs", "debugfs"};
+  for (const auto& mi : mounts) {
+    if (mi.mount_point.compare(0, prefix.size(), prefix) != 0) continue;
+    if (kNoExec.contains(mi.fstype)) continue;
+    bool noexec = ("," + mi.options + ",").find(",noexec,") != std::string::npos;
+    if (noexec) continue;
+    std::string inside = mi.mount_point.substr(base.size());
+    auto fd = open_in_root(root_fd, inside);
+    if (!fd) return std::move(fd).error().with_context("submount " + inside);
+    auto id = file_id(fd->get());
+    if (!id) return std::move(id).error();
+    if (!id->mount_root || id->mnt_id != mi.mnt_id) continue;  // not the mount listed: moved
+    CTRUST_TRY(add(std::move(*fd), "the mount " + inside, inside));
   }
   return ok_result();
 }

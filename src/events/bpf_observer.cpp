@@ -29,7 +29,7 @@ static_assert(sizeof(ctrust_bpf_header) == 16);
 static_assert(sizeof(ctrust_bpf_exec_event) == 352);
 static_assert(sizeof(ctrust_bpf_namespace_event) == 56);
 static_assert(sizeof(ctrust_bpf_map_event) == 136);
-static_assert(sizeof(ctrust_gate_key) == 16 && sizeof(ctrust_gate_value) == 16);
+static_assert(sizeof(ctrust_gate_key) == 24 && sizeof(ctrust_gate_value) == 16);
 
 constexpr const char* kObjectName = "observer.bpf.o";
 constexpr const char* kTracefs = "/sys/kernel/tracing";
@@ -125,6 +125,10 @@ Result<void> check_ring_size(std::uint32_t bytes) {
                                              " is not a power of two multiple of the page size");
   }
   return ok_result();
+}
+
+std::uint32_t to_kernel_dev(dev_t dev) {
+  return static_cast<std::uint32_t>((::major(dev) << 20) | (::minor(dev) & 0xfffffU));
 }
 
 dev_t userspace_dev(std::uint32_t kernel_dev) {
@@ -258,9 +262,9 @@ class LoadedObserver final : public BpfObserver {
   Result<void> gate_container(std::uint64_t cgroup_id, std::uint64_t number,
                               GateMode mode) override;
   Result<void> gate_release(std::uint64_t cgroup_id, std::uint64_t number) override;
-  Result<void> gate_allow(std::uint64_t number, std::uint64_t ino, const struct timespec& ctime,
-                          bool pinned) override;
-  Result<void> gate_unpin(std::uint64_t number, std::uint64_t ino) override;
+  Result<void> gate_allow(std::uint64_t number, dev_t dev, std::uint64_t ino,
+                          const struct timespec& ctime, bool pinned) override;
+  Result<void> gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) override;
   std::size_t gate_entries() const override;
 
  private:
@@ -408,11 +412,12 @@ Result<void> LoadedObserver::gate_release(std::uint64_t cgroup_id, std::uint64_t
   return ok_result();
 }
 
-Result<void> LoadedObserver::gate_allow(std::uint64_t number, std::uint64_t ino,
+Result<void> LoadedObserver::gate_allow(std::uint64_t number, dev_t dev, std::uint64_t ino,
                                         const struct timespec& ctime, bool pinned) {
   ctrust_gate_key key{};
   key.container = number;
   key.ino = ino;
+  key.dev = to_kernel_dev(dev);
   ctrust_gate_value value{};
   value.ctime_sec = ctime.tv_sec;
   value.ctime_nsec = static_cast<std::uint32_t>(ctime.tv_nsec);
@@ -426,10 +431,11 @@ Result<void> LoadedObserver::gate_allow(std::uint64_t number, std::uint64_t ino,
   return ok_result();
 }
 
-Result<void> LoadedObserver::gate_unpin(std::uint64_t number, std::uint64_t ino) {
+Result<void> LoadedObserver::gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) {
   ctrust_gate_key key{};
   key.container = number;
   key.ino = ino;
+  key.dev = to_kernel_dev(dev);
   ctrust_gate_value value{};
   bpf_map* allowed = skel_.get()->maps.gate_allowed;
   if (bpf_map__lookup_elem(allowed, &key, sizeof(key), &value, sizeof(value), 0) != 0) {

@@ -154,14 +154,16 @@ class BpfObserver {
                                       GateMode mode) = 0;
   // Forgets the cgroup and every file vouched for in container `number`.
   virtual Result<void> gate_release(std::uint64_t cgroup_id, std::uint64_t number) = 0;
-  // Container `number` may run or map inode `ino` while its ctime is `ctime`, or, while
+  // Container `number` may run or map inode `ino` of `dev` while its ctime is `ctime`, or, while
   // `pinned` (the caller holds a lease: the content cannot have changed), whatever its
   // ctime. Fails when the map is full: the caller must then not allow what it could not
   // vouch for.
-  virtual Result<void> gate_allow(std::uint64_t number, std::uint64_t ino,
+  // `dev` is the device of the file's superblock (as stat() reports it for the mount's root
+  // directory; on overlayfs a regular file may report a lower layer's device).
+  virtual Result<void> gate_allow(std::uint64_t number, dev_t dev, std::uint64_t ino,
                                   const struct timespec& ctime, bool pinned = false) = 0;
   // The entry counts only while its ctime holds again (the lease is about to go).
-  virtual Result<void> gate_unpin(std::uint64_t number, std::uint64_t ino) = 0;
+  virtual Result<void> gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) = 0;
   // Files vouched for, over all containers (a walk of the map: for ps and tests).
   virtual std::size_t gate_entries() const = 0;
 

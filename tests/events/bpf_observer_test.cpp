@@ -370,10 +370,15 @@ TEST_F(BpfObserverTest, TheGateKillsWhatWasNotVouchedForBeforeItRuns) {
   EXPECT_TRUE(e->unvouched);
   EXPECT_TRUE(e->killed);
 
-  // Vouched for as it is now: it runs, and no record is written.
+  // The same inode number on another device is another file, even pinned.
   struct stat bb {};
   ASSERT_EQ(::stat(kBusybox, &bb), 0);
-  ASSERT_TRUE(observer_->gate_allow(7, bb.st_ino, bb.st_ctim));
+  ASSERT_TRUE(observer_->gate_allow(7, makedev(250, 7), bb.st_ino, bb.st_ctim, true));
+  o = run_in_cgroup(cg, [&] { return exec_touch(mark.c_str()); });
+  EXPECT_TRUE(o.killed) << "a verdict for another device's inode let this one run";
+
+  // Vouched for as it is now: it runs, and no record is written.
+  ASSERT_TRUE(observer_->gate_allow(7, bb.st_dev, bb.st_ino, bb.st_ctim));
   o = run_in_cgroup(cg, [&] { return exec_touch(mark.c_str()); });
   EXPECT_FALSE(o.killed);
   EXPECT_EQ(o.code, 0);
@@ -393,7 +398,7 @@ TEST_F(BpfObserverTest, TheGateKillsWhatWasNotVouchedForBeforeItRuns) {
   EXPECT_EQ(m->ino, st.st_ino);
 
   // Vouched for: mapped. Then changed (chmod moves ctime): the entry no longer counts.
-  ASSERT_TRUE(observer_->gate_allow(7, st.st_ino, st.st_ctim));
+  ASSERT_TRUE(observer_->gate_allow(7, st.st_dev, st.st_ino, st.st_ctim));
   o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
   EXPECT_FALSE(o.killed);
   EXPECT_EQ(o.code, 0);
@@ -405,17 +410,17 @@ TEST_F(BpfObserverTest, TheGateKillsWhatWasNotVouchedForBeforeItRuns) {
   // Pinned (the agent holds a lease: the content is what was judged): a ctime change does
   // not retire it; unpinned, it does.
   ASSERT_EQ(::stat(lib.c_str(), &st), 0);
-  ASSERT_TRUE(observer_->gate_allow(7, st.st_ino, st.st_ctim, true));
+  ASSERT_TRUE(observer_->gate_allow(7, st.st_dev, st.st_ino, st.st_ctim, true));
   ::usleep(10000);
   ASSERT_EQ(::chmod(lib.c_str(), 0644), 0);
   o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
   EXPECT_FALSE(o.killed) << "a pinned verdict followed the ctime";
-  ASSERT_TRUE(observer_->gate_unpin(7, st.st_ino));
+  ASSERT_TRUE(observer_->gate_unpin(7, st.st_dev, st.st_ino));
   o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
   EXPECT_TRUE(o.killed) << "an unpinned verdict ignored the ctime";
 
   // Forgotten: the entries go, and the cgroup is no longer gated.
-  EXPECT_EQ(observer_->gate_entries(), 2U);
+  EXPECT_EQ(observer_->gate_entries(), 3U);
   ASSERT_TRUE(observer_->gate_release(cg.id(), 7));
   EXPECT_EQ(observer_->gate_entries(), 0U);
   o = run_in_cgroup(cg, [&] { return map_exec(lib.c_str()); });
