@@ -77,6 +77,7 @@ cleanup() {
 trap cleanup EXIT
 skipped() { [[ "$SKIP" == *" $1 "* ]]; }
 say() { echo "agent_bench: $(date -u +%T) $*" >&2; }
+source bench/fapolicyd_lib.sh
 
 # record BENCH VARIANT ROUND VALUE UNIT [EXTRA-JSON]: one run, into runs.jsonl.
 record() {
@@ -449,38 +450,14 @@ if ! skipped fapolicyd && command -v fapolicyd >/dev/null && pgrep -x ctrustd >/
   say "fapolicyd $FA_STATUS"
 elif ! skipped fapolicyd && command -v fapolicyd >/dev/null; then
   FA=$WORK/fa
-  mkdir -p "$FA/etc/rules.d" "$FA/etc/trust.d" "$FA/lib" "$FA/run/fapolicyd" "$FA/bin" "$FA/untrusted"
+  mkdir -p "$FA/bin" "$FA/untrusted"
   cp "$IMG/usr/local/bin/exec_loop" "$IMG/bin/tinytrue" "$FA/bin/"
   cp "$BB" "$FA/bin/busybox"
   ln -s busybox "$FA/bin/true"
   cp "$IMG/bin/tinytrue" "$FA/untrusted/tinytrue"
   echo untrusted >>"$FA/untrusted/tinytrue"
-  # uid/gid root: as its own user fapolicyd stops at "Cannot change to uid 103" when the
-  # bounding set lacks CAP_SYS_RESOURCE, which it keeps (so in this VM).
-  sed -e 's/^permissive.*/permissive = 0/' -e 's/^trust =.*/trust = file/' \
-    -e 's/^integrity.*/integrity = sha256/' -e 's/^do_stat_report.*/do_stat_report = 0/' \
-    -e 's/^watch_fs.*/watch_fs = ext4,tmpfs/' -e 's/^uid.*/uid = root/' -e 's/^gid.*/gid = root/' \
-    /etc/fapolicyd/fapolicyd.conf >"$FA/etc/fapolicyd.conf"
-  for f in exec_loop tinytrue busybox; do
-    echo "$FA/bin/$f $(stat -c %s "$FA/bin/$f") $(sha256sum "$FA/bin/$f" | cut -d' ' -f1)"
-  done >"$FA/etc/fapolicyd.trust"
-  # Trusted files only may run (their size and SHA-256 checked); any other open is allowed.
-  printf '%s\n' 'allow perm=any all : trust=1' 'deny_audit perm=execute all : all' \
-    'allow perm=open all : all' >"$FA/etc/compiled.rules"
-  cp "$FA/etc/compiled.rules" "$FA/etc/rules.d/50-bench.rules"
-  chown -R fapolicyd:fapolicyd "$FA/lib" "$FA/run/fapolicyd"
-  chmod 644 "$FA"/etc/*.rules "$FA/etc/fapolicyd.conf" "$FA/etc/fapolicyd.trust"
-  unshare -m --propagation private sh -c 'mount --bind "$1/etc" /etc/fapolicyd &&
-    mount --bind "$1/lib" /var/lib/fapolicyd && mount --bind "$1/run" /run &&
-    exec fapolicyd --debug-deny' fa "$FA" >"$FA/log" 2>&1 &
-  FA_PID=$!
   ready=""
-  for _ in $(seq 300); do
-    kill -0 "$FA_PID" 2>/dev/null || break
-    if grep -qi "starting to listen" "$FA/log"; then ready=1; break; fi
-    sleep 0.1
-  done
-  in_fa() { nsenter --mount="/proc/$FA_PID/ns/mnt" -- "$@"; }
+  fa_start "$FA" ext4,tmpfs "$FA/bin/exec_loop" "$FA/bin/tinytrue" "$FA/bin/busybox" && ready=1
   fa_loop() {  # on|off ARGS...: the exec loop, in fapolicyd's namespace or on the plain host
     local v=$1 out
     shift

@@ -68,6 +68,7 @@ cleanup() {
 trap cleanup EXIT
 skipped() { [[ "$SKIP" == *" $1 "* ]]; }
 say() { echo "workload_bench: $(date -u +%T) $*" >&2; }
+source bench/fapolicyd_lib.sh
 record() {  # BENCH VARIANT ROUND VALUE UNIT
   jq -nc --arg b "$1" --arg v "$2" --argjson r "$3" --argjson x "$4" --arg u "$5" \
     '{bench: $b, variant: $v, round: $r, value: $x, unit: $u}' >>"$RUNS"
@@ -227,45 +228,38 @@ if ! skipped fapolicyd; then
     FA_STATUS="not run: a ctrustd is running on this host"
   else
     FA=$WORK/fa
-    mkdir -p "$FA/etc/rules.d" "$FA/lib" "$FA/run/fapolicyd"
+    mkdir -p "$FA"
     mount -t tmpfs -o mode=1777,size=64m tmpfs "$IMG/scratch"
     MOUNTS+=("$IMG/scratch")
-    sed -e 's/^permissive.*/permissive = 0/' -e 's/^trust =.*/trust = file/' \
-      -e 's/^integrity.*/integrity = sha256/' -e 's/^do_stat_report.*/do_stat_report = 0/' \
-      -e 's/^watch_fs.*/watch_fs = ext4,tmpfs,overlay/' -e 's/^uid.*/uid = root/' -e 's/^gid.*/gid = root/' \
-      /etc/fapolicyd/fapolicyd.conf >"$FA/etc/fapolicyd.conf"
-    # Every ELF file of the image is trusted (size and SHA-256): the policy ctrust enforces.
-    find "$IMG" -type f | while read -r f; do
-      [ "$(head -c 4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || continue
-      echo "$f $(stat -c %s "$f") $(sha256sum "$f" | cut -d' ' -f1)"
-    done >"$FA/etc/fapolicyd.trust"
-    printf '%s\n' 'allow perm=any all : trust=1' 'deny_audit perm=execute all : all' \
-      'allow perm=open all : all' >"$FA/etc/rules.d/50-bench.rules"
-    cp "$FA/etc/rules.d/50-bench.rules" "$FA/etc/compiled.rules"
-    chown -R fapolicyd:fapolicyd "$FA/lib" "$FA/run/fapolicyd" 2>/dev/null || true
-    chmod 644 "$FA"/etc/*.rules "$FA/etc/fapolicyd.conf" "$FA/etc/fapolicyd.trust"
-    unshare -m --propagation private sh -c 'mount --bind "$1/etc" /etc/fapolicyd &&
-      mount --bind "$1/lib" /var/lib/fapolicyd && mount --bind "$1/run" /run &&
-      exec fapolicyd --debug-deny' fa "$FA" >"$FA/log" 2>&1 &
-    FA_PID=$!
+    # Every ELF file of the image is trusted: the policy ctrust enforces; and the host's
+    # chroot, which starts each run, with what it loads.
+    mapfile -t trusted < <({
+      find "$IMG" -type f
+      readlink -f "$(command -v chroot)"
+      ldd "$(command -v chroot)" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | xargs -r readlink -f
+    } | sort -u | while read -r f; do
+      [ "$(head -c 4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] && echo "$f"
+    done)
     ready=""
-    for _ in $(seq 300); do
-      kill -0 "$FA_PID" 2>/dev/null || break
-      if grep -qi "starting to listen" "$FA/log"; then ready=1; break; fi
-      sleep 0.1
-    done
+    fa_start "$FA" ext4,tmpfs,overlay "${trusted[@]}" && ready=1
     fa_run() {  # on|off NAME: the workload in a chroot of the image, under fapolicyd or not
       local out ns
       if [ "$1" = on ]; then
-        out=$(nsenter --mount="/proc/$FA_PID/ns/mnt" -- chroot "$IMG" /usr/local/bin/timeit /bin/sh -c "${CMD[$2]}" 2>/dev/null) || true
+        # nsenter runs before it enters fapolicyd's namespace; chroot is exec'd inside it.
+        out=$(in_fa "$(command -v chroot)" "$IMG" /usr/local/bin/timeit /bin/sh -c "${CMD[$2]}" 2>"$WORK/fa.err") || true
       else
         out=$(chroot "$IMG" /usr/local/bin/timeit /bin/sh -c "${CMD[$2]}" 2>/dev/null) || true
       fi
       ns=$(sed -n 's/^ns=\([0-9]*\) status=0$/\1/p' <<<"$out")
+      [ -n "$ns" ] || say "fapolicyd ($1): $2 failed: $out $(head -c 300 "$WORK/fa.err" 2>/dev/null)"
       echo "${ns:-0}"
     }
+    cp "$IMG/bin/busybox" "$IMG/tmp/untrusted"
+    echo untrusted >>"$IMG/tmp/untrusted"
     if [ -z "$ready" ]; then
       FA_STATUS="did not start: $(grep -v '^$' "$FA/log" | tail -1)"
+    elif in_fa "$(command -v chroot)" "$IMG" /tmp/untrusted true 2>/dev/null; then
+      FA_STATUS="not enforcing (an untrusted binary ran)"
     else
       FA_STATUS="ran"
       for n in "${NAMES[@]}"; do fa_run on "$n" >/dev/null; fa_run off "$n" >/dev/null; done
