@@ -33,6 +33,7 @@
 #include "agent/control.h"
 #include "agent/digest_cache.h"
 #include "agent/exec_guard.h"
+#include "agent/fair_queue.h"
 #include "agent/mountinfo.h"
 #include "agent/oci.h"
 #include "attest/evidence.h"
@@ -347,9 +348,8 @@ class AgentImpl final : public Agent {
   std::set<ino_t> alerted_;  // mount namespaces already reported as unmanaged
   std::atomic<std::uint64_t> unvouched_{0};
   std::vector<std::thread> workers_;
-  std::mutex jobs_mutex_;
-  std::condition_variable jobs_cv_;
-  std::deque<Job> jobs_;
+  // Fair between containers: at most hash_threads_per_container jobs of one run at once.
+  std::unique_ptr<FairQueue<Job>> jobs_;
 
   std::mutex subscribers_mutex_;
   std::vector<UniqueFd> subscribers_;
@@ -798,6 +798,10 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
     }
   });
 #endif
+  unsigned per_container = config_.hash_threads_per_container != 0
+                               ? config_.hash_threads_per_container
+                               : std::max(1U, config_.hash_threads - 1);
+  jobs_ = std::make_unique<FairQueue<Job>>(per_container);
   // The event thread first: everything after this may touch marked files.
   fanotify_thread_ = std::thread([this] { fanotify_loop(); });
   for (unsigned i = 0; i < config_.hash_threads; ++i) {
@@ -1018,22 +1022,14 @@ void AgentImpl::dispatch(events::PendingEvent event) {
       spdlog::debug("no lease on {}: {}", je.path, lease.error().message());
     }
   }
-  {
-    std::lock_guard lock(jobs_mutex_);
-    jobs_.push_back(std::move(job));
-  }
-  jobs_cv_.notify_one();
+  std::uint64_t owner = job.container->number;
+  jobs_->push(owner, std::move(job));
 }
 
 void AgentImpl::worker_loop() {
-  for (;;) {
-    std::unique_lock lock(jobs_mutex_);
-    jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-    if (jobs_.empty()) return;  // stopping
-    Job job = std::move(jobs_.front());
-    jobs_.pop_front();
-    lock.unlock();
-    process(std::move(job));
+  while (auto job = jobs_->pop()) {
+    process(std::move(job->second));
+    jobs_->done(job->first);
   }
 }
 
@@ -2364,7 +2360,7 @@ void AgentImpl::shutdown() {
     std::unique_lock lock(connections_mutex_);
     connections_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return connections_ == 0; });
   }
-  jobs_cv_.notify_all();
+  if (jobs_) jobs_->stop();
   for (auto& w : workers_) {
     if (w.joinable()) w.join();
   }
@@ -2374,7 +2370,7 @@ void AgentImpl::shutdown() {
   if (teardown_thread_.joinable()) teardown_thread_.join();  // finishes what is queued
   // Queued events are answered with the fail verdict as their PendingEvents die; closing
   // the group then releases anything else pending.
-  jobs_.clear();
+  if (jobs_) jobs_->clear();
   monitor_.reset();
   {
     std::unique_lock lock(containers_mutex_);

@@ -44,6 +44,9 @@ struct AgentConfig {
   bool vtpm_archive = true;
 
   unsigned hash_threads = 2;
+  // Workers one container may hold at once; 0: hash_threads - 1 (at least 1), so that
+  // another container's exec always finds a worker.
+  unsigned hash_threads_per_container = 0;
   std::size_t cache_entries = 16384;  // files whose digests are cached (one descriptor each)
   // The largest file hashed for a decision: one container cannot hold the workers with a
   // huge (or sparse) file that starts like an ELF object. Larger: denied in enforce, a
