@@ -1164,10 +1164,23 @@ void AgentImpl::bpf_loop() {
     if (!n) spdlog::error("BPF observers: {}", n.error().message());
     std::uint64_t lost = bpf_->lost();
     if (lost != reported_lost) {
-      // Records the kernel could not queue: execs we cannot account for.
+      // Records the kernel could not queue: execs and gate reports we cannot account for. In
+      // enforce the gate killed what it reported regardless; in every mode the logs say that
+      // something may have run unmeasured.
       spdlog::error("BPF observers: {} records lost (ring buffer full)", lost - reported_lost);
       publish({{"time", now_seconds()}, {"kind", "lost"}, {"records", lost - reported_lost}});
       reported_lost = lost;
+      std::vector<std::shared_ptr<Container>> all;
+      {
+        std::shared_lock lock(containers_mutex_);
+        for (const auto& [id, c] : containers_) all.push_back(c);
+      }
+      for (const auto& c : all) {
+        if (c->mode == policy::Mode::kOff) continue;
+        if (auto r = c->guard->record_violation("ctrust:bpf-records-lost"); !r) {
+          spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
+        }
+      }
     }
   }
 #endif

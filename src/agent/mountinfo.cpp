@@ -66,6 +66,9 @@ Result<std::vector<MountInfo>> parse_mountinfo(std::string_view text) {
     auto f = fields(line);
     // id parent major:minor root mount-point options [optional...] - fstype source super
     if (f.size() < 10) return bad("too few fields");
+    for (auto field : f) {
+      if (field.empty()) return bad("an empty field (the kernel escapes spaces)");
+    }
     MountInfo m;
     if (!parse_u64(f[0], m.mnt_id) || !parse_u64(f[1], m.parent_id)) return bad("bad mount id");
     std::size_t colon = f[2].find(':');

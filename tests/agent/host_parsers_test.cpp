@@ -56,6 +56,7 @@ TEST(MountinfoTest, RejectsMalformedLines) {
   EXPECT_FALSE(parse_mountinfo("22 1 0:21 / / rw a b c d\n"));        // no " - "
   EXPECT_FALSE(parse_mountinfo("22 1 0:21 / / rw - overlay o rw extra\n"));
   EXPECT_FALSE(parse_mountinfo("22 1 0:99999999999 / / rw - t s o\n"));  // minor overflows
+  EXPECT_FALSE(parse_mountinfo("22 1 0:21 / / rw -  overlay o rw\n"));   // empty fstype (fuzz)
   auto e = parse_mountinfo(std::string(kMountinfo) + "garbage\n");
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().message().find("line 4"), std::string::npos);
