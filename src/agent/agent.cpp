@@ -15,7 +15,6 @@
 #include <charconv>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +35,7 @@
 #include "agent/fair_queue.h"
 #include "agent/mountinfo.h"
 #include "agent/oci.h"
+#include "agent/proc_maps.h"
 #include "attest/evidence.h"
 #include "events/fanotify.h"
 #include "imalog/binary.h"
@@ -82,11 +82,12 @@ struct FileId {
   std::uint64_t mnt_id = 0;
   bool mount_root = false;
   struct timespec ctime {};  // what the exec gate checks the inode against
+  std::uint64_t size = 0;
 };
 Result<FileId> file_id(int fd) {
   struct statx sx {};
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID | STATX_CTIME, &sx) !=
-      0) {
+  if (::statx(fd, "", AT_EMPTY_PATH,
+              STATX_TYPE | STATX_INO | STATX_MNT_ID | STATX_CTIME | STATX_SIZE, &sx) != 0) {
     return errno_error("statx", errno);
   }
   FileId id;
@@ -98,6 +99,7 @@ Result<FileId> file_id(int fd) {
                   (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
   id.ctime.tv_sec = sx.stx_ctime.tv_sec;
   id.ctime.tv_nsec = sx.stx_ctime.tv_nsec;
+  id.size = sx.stx_size;
   return id;
 }
 
@@ -230,6 +232,7 @@ struct Job {
   bool leased = false;                   // a lease was taken (begin()); finish() it
   bool writers = false;                  // the file had a writer when asked
   struct timespec ctime {};              // the inode's ctime when asked (the gate's check)
+  std::uint64_t size = 0;                // the file's size when asked
 };
 
 class AgentImpl final : public Agent {
@@ -294,6 +297,7 @@ class AgentImpl final : public Agent {
   json unmanaged();
   void dispatch(events::PendingEvent event);
   void queue_overflowed();
+  void violation_everywhere(const std::string& name, const std::string& reason);
   void worker_loop();
   void process(Job job);
   void publish(const json& event);
@@ -925,23 +929,30 @@ void AgentImpl::fanotify_loop() {
 // Every running container's log says so (the exec gate still killed, in enforce, whatever
 // of it was an exec or executable mapping of a file nobody vouched for).
 void AgentImpl::queue_overflowed() {
+  spdlog::error("fanotify: the event queue overflowed; a violation is recorded in every container");
+  violation_everywhere("ctrust:fanotify-overflow",
+                       "the fanotify queue overflowed: opens and execs went unasked");
+}
+
+// A violation record named `name` in every running container's log (mode off aside), and
+// an event for each: something may have run in any of them without being judged.
+void AgentImpl::violation_everywhere(const std::string& name, const std::string& reason) {
   std::vector<std::shared_ptr<Container>> all;
   {
     std::shared_lock lock(containers_mutex_);
     for (const auto& [id, c] : containers_) all.push_back(c);
   }
-  spdlog::error("fanotify: the event queue overflowed; a violation is recorded in every container");
   for (const auto& c : all) {
     if (c->mode == policy::Mode::kOff) continue;
-    if (auto r = c->guard->record_violation("ctrust:fanotify-overflow"); !r) {
+    if (auto r = c->guard->record_violation(name); !r) {
       spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
     }
     publish({{"time", now_seconds()},
              {"container", c->id},
              {"kind", "violation"},
              {"mode", policy::mode_name(c->mode)},
-             {"path", "ctrust:fanotify-overflow"},
-             {"reason", "the fanotify queue overflowed: opens and execs went unasked"}});
+             {"path", name},
+             {"reason", reason}});
   }
 }
 
@@ -1004,7 +1015,8 @@ void AgentImpl::dispatch(events::PendingEvent event) {
           std::nullopt,
           false,
           false,
-          id->ctime};
+          id->ctime,
+          id->size};
   job.key.owner = job.container->number;
   const auto& je = job.event.event();  // `e` was moved into the job
   // The cache is asked here and the event file's lease taken here, before the job waits
@@ -1062,13 +1074,11 @@ void AgentImpl::process(Job job) {
       if (!lease) leased = false;
     }
   }
-  struct stat st {};
   if (job.cached) {
     measured = Measured{*job.cached, false};
-  } else if (::fstat(e.fd, &st) == 0 &&
-             static_cast<std::uint64_t>(st.st_size) > config_.max_file_bytes) {
+  } else if (job.size > config_.max_file_bytes) {
     measured =
-        Error(Errc::kInvalidArgument, "file of " + std::to_string(st.st_size) +
+        Error(Errc::kInvalidArgument, "file of " + std::to_string(job.size) +
                                           " bytes is larger than enforcement.max_file_bytes (" +
                                           std::to_string(config_.max_file_bytes) + "): not hashed");
   } else {
@@ -1170,17 +1180,8 @@ void AgentImpl::bpf_loop() {
       spdlog::error("BPF observers: {} records lost (ring buffer full)", lost - reported_lost);
       publish({{"time", now_seconds()}, {"kind", "lost"}, {"records", lost - reported_lost}});
       reported_lost = lost;
-      std::vector<std::shared_ptr<Container>> all;
-      {
-        std::shared_lock lock(containers_mutex_);
-        for (const auto& [id, c] : containers_) all.push_back(c);
-      }
-      for (const auto& c : all) {
-        if (c->mode == policy::Mode::kOff) continue;
-        if (auto r = c->guard->record_violation("ctrust:bpf-records-lost"); !r) {
-          spdlog::error("{}: logging a violation: {}", c->id, r.error().message());
-        }
-      }
+      violation_everywhere("ctrust:bpf-records-lost",
+                           "BPF records were lost: an exec or a gate report may be missing");
     }
   }
 #endif
@@ -1203,23 +1204,17 @@ Result<RunningFile> open_running(const events::ObservedEvent& e) {
   if (e.kind == events::ObservedKind::kExec) {
     link = proc + "/exe";
   } else {
-    // The mapping: the first one of the inode in /proc/PID/maps, through map_files.
-    CTRUST_ASSIGN_OR_RETURN(Bytes maps, read_file(proc + "/maps", std::size_t{64} << 20));
-    std::string_view text(reinterpret_cast<const char*>(maps.data()), maps.size());
-    std::string want = " " + std::to_string(e.ino) + " ";
-    while (!text.empty() && link.empty()) {
-      std::size_t nl = text.find('\n');
-      std::string_view line = text.substr(0, nl);
-      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-      std::size_t at = line.find(want);
-      if (at == std::string_view::npos) continue;
-      link = proc + "/map_files/" + std::string(line.substr(0, line.find(' ')));
+    // The mapping of that file (device and inode), through map_files.
+    CTRUST_ASSIGN_OR_RETURN(std::vector<Mapping> maps, read_maps(e.pid));
+    for (const auto& m : maps) {
+      if (m.ino == e.ino && m.major == ::major(e.dev) && m.minor == ::minor(e.dev)) {
+        link = proc + "/map_files/" + m.range;
+        break;
+      }
     }
     if (link.empty()) return Error(Errc::kNotFound, "the mapping is gone");
   }
-  std::vector<char> buf(4096);
-  ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
-  if (n > 0) f.path.assign(buf.data(), static_cast<std::size_t>(n));
+  f.path = read_link(link);
   f.fd.reset(::open(link.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!f.fd) return errno_error("opening " + link, errno);
   struct stat st {};
@@ -1440,9 +1435,7 @@ void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0)
   if (auto bytes = read_file(dir + "/cgroup.procs", std::size_t{16} << 20)) {
     std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
     while (!text.empty()) {
-      std::size_t nl = text.find('\n');
-      std::string_view line = text.substr(0, nl);
-      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+      std::string_view line = next_line(text);
       pid_t pid = 0;
       auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), pid);
       if (ec == std::errc() && p == line.data() + line.size() && pid > 0) out.push_back(pid);
@@ -1456,25 +1449,12 @@ void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0)
 
 // Whether process `pid` maps one of `files` (device, inode) executable.
 bool maps_executable(pid_t pid, const std::vector<std::pair<dev_t, ino_t>>& files) {
-  auto bytes = read_file("/proc/" + std::to_string(pid) + "/maps", std::size_t{64} << 20);
-  if (!bytes) return false;
-  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
-  while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    // start-end perms offset major:minor inode path
-    unsigned long long start = 0, end = 0, offset = 0, inode = 0;
-    unsigned major = 0, minor = 0;
-    char perms[5] = {};
-    std::string l(line);
-    if (std::sscanf(l.c_str(), "%llx-%llx %4s %llx %x:%x %llu", &start, &end, perms, &offset,
-                    &major, &minor, &inode) != 7) {
-      continue;
-    }
-    if (perms[2] != 'x') continue;
+  auto maps = read_maps(pid);
+  if (!maps) return false;  // gone
+  for (const auto& m : *maps) {
+    if (!m.exec) continue;
     for (const auto& [dev, ino] : files) {
-      if (ino == inode && ::major(dev) == major && ::minor(dev) == minor) return true;
+      if (ino == m.ino && ::major(dev) == m.major && ::minor(dev) == m.minor) return true;
     }
   }
   return false;
@@ -1494,14 +1474,9 @@ void AgentImpl::written_while_cached(const FileKey& key, const std::vector<int>&
   for (int fd : fds) {
     struct stat st {};
     if (::fstat(fd, &st) == 0) files.emplace_back(st.st_dev, st.st_ino);
-    if (path.empty()) {
-      std::vector<char> buf(4096);
-      std::string link = "/proc/self/fd/" + std::to_string(fd);
-      ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
-      if (n > 0)
-        path = c->guard->container_path(std::string(buf.data(), static_cast<std::size_t>(n)));
-    }
+    if (path.empty()) path = read_link("/proc/self/fd/" + std::to_string(fd));
   }
+  if (!path.empty()) path = c->guard->container_path(path);
   std::vector<pid_t> pids;
   cgroup_pids(c->cgroup_v2.path, pids);
   std::vector<pid_t> mapping;
@@ -2294,7 +2269,16 @@ json AgentImpl::handle(const json& request) {
     }
     return Error(Errc::kInvalidArgument, "unknown op " + printable(op));
   }();
-  if (!answer) return {{"ok", false}, {"error", answer.error().message()}};
+  if (!answer) {
+    // A refused start or policy is a decision the node's operator must be able to find in
+    // the agent's log, not only in the runtime's output.
+    std::string op = request.is_object() && request.contains("op") && request["op"].is_string()
+                         ? request["op"].get<std::string>()
+                         : "";
+    if (op == "create") spdlog::warn("container start refused: {}", answer.error().message());
+    if (op == "policy_load") spdlog::warn("policy refused: {}", answer.error().message());
+    return {{"ok", false}, {"error", answer.error().message()}};
+  }
   return std::move(*answer);
 }
 

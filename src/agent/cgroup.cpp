@@ -10,14 +10,13 @@
 #include <memory>
 
 #include "util/file.h"
+#include "util/text.h"
 
 namespace ctrust::agent {
 
 Result<std::string> parse_proc_cgroup_v2(std::string_view text) {
   while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    std::string_view line = next_line(text);
     if (line.substr(0, 3) != "0::") continue;
     std::string_view path = line.substr(3);
     if (path.empty() || path[0] != '/') {

@@ -42,7 +42,9 @@ class FairQueue {
       if (stopped_) return std::nullopt;
       for (auto it = turns_.begin(); it != turns_.end(); ++it) {
         std::uint64_t owner = *it;
-        if (running_[owner] >= per_owner_) continue;
+        if (auto r = running_.find(owner); r != running_.end() && r->second >= per_owner_) {
+          continue;
+        }
         auto& q = queues_[owner];
         std::pair<std::uint64_t, T> job{owner, std::move(q.front())};
         q.pop_front();

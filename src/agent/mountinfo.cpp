@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "util/text.h"
+
 namespace ctrust::agent {
 
 namespace {
@@ -54,9 +56,7 @@ Result<std::vector<MountInfo>> parse_mountinfo(std::string_view text) {
   std::vector<MountInfo> mounts;
   std::size_t number = 0;
   while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    std::string_view line = next_line(text);
     ++number;
     if (number > kMaxLines) return Error(Errc::kFormat, "mountinfo: too many lines");
     if (line.empty()) continue;

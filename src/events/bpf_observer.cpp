@@ -266,6 +266,8 @@ class LoadedObserver final : public BpfObserver {
                           const struct timespec& ctime, bool pinned) override;
   Result<void> gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) override;
   std::size_t gate_entries() const override;
+  // Every key of gate_allowed (a walk of the map).
+  std::vector<ctrust_gate_key> gate_keys() const;
 
  private:
   LoadedObserver() = default;
@@ -400,13 +402,8 @@ Result<void> LoadedObserver::gate_release(std::uint64_t cgroup_id, std::uint64_t
   (void)bpf_map__delete_elem(skel_.get()->maps.gate_containers, &cgroup_id, sizeof(cgroup_id), 0);
   // Collect first: deleting while walking may restart the walk.
   std::vector<ctrust_gate_key> mine;
-  ctrust_gate_key key{};
-  ctrust_gate_key next{};
-  const void* prev = nullptr;
-  while (bpf_map__get_next_key(allowed, prev, &next, sizeof(next)) == 0) {
-    if (next.container == number) mine.push_back(next);
-    key = next;
-    prev = &key;
+  for (const auto& k : gate_keys()) {
+    if (k.container == number) mine.push_back(k);
   }
   for (const auto& k : mine) (void)bpf_map__delete_elem(allowed, &k, sizeof(k), 0);
   return ok_result();
@@ -453,17 +450,19 @@ Result<void> LoadedObserver::gate_unpin(std::uint64_t number, dev_t dev, std::ui
   return ok_result();
 }
 
-std::size_t LoadedObserver::gate_entries() const {
-  std::size_t n = 0;
+std::size_t LoadedObserver::gate_entries() const { return gate_keys().size(); }
+
+std::vector<ctrust_gate_key> LoadedObserver::gate_keys() const {
+  std::vector<ctrust_gate_key> keys;
   ctrust_gate_key key{};
   ctrust_gate_key next{};
   const void* prev = nullptr;
   while (bpf_map__get_next_key(skel_.get()->maps.gate_allowed, prev, &next, sizeof(next)) == 0) {
-    ++n;
+    keys.push_back(next);
     key = next;
     prev = &key;
   }
-  return n;
+  return keys;
 }
 
 std::uint64_t LoadedObserver::lost() const {

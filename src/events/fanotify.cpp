@@ -11,18 +11,13 @@
 #include <optional>
 #include <utility>
 
+#include "util/file.h"
+
 namespace ctrust::events {
 namespace {
 
 // Large enough for many events per read; events are variable-length records.
 constexpr std::size_t kBufferSize = std::size_t{64} * 1024;
-
-std::string fd_path(int fd) {
-  std::array<char, 4096> buf{};
-  std::string link = "/proc/self/fd/" + std::to_string(fd);
-  ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
-  return n > 0 ? std::string(buf.data(), static_cast<std::size_t>(n)) : std::string();
-}
 
 }  // namespace
 
@@ -176,7 +171,7 @@ Result<std::size_t> FanotifyMonitor::poll_dispatch(const Dispatch& dispatch, int
     event.exec = (meta->mask & FAN_OPEN_EXEC_PERM) != 0;
     event.pid = meta->pid;
     event.fd = meta->fd;
-    event.path = fd_path(meta->fd);
+    event.path = read_link("/proc/self/fd/" + std::to_string(meta->fd));
     PendingEvent pending(fd_.get(), std::move(file), std::move(event), options_.on_error);
     if (meta->vers != FANOTIFY_METADATA_VERSION) {
       // Answered with the fail verdict by the destructor; the rest still get answers.

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <filesystem>
 #include <utility>
@@ -59,6 +60,12 @@ Result<void> write_all(int fd, ByteView data) {
     done += static_cast<std::size_t>(n);
   }
   return ok_result();
+}
+
+std::string read_link(const std::string& path) {
+  std::array<char, 4096> buf{};
+  ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size() - 1);
+  return n > 0 ? std::string(buf.data(), static_cast<std::size_t>(n)) : std::string();
 }
 
 Result<Bytes> read_file(const std::string& path, std::size_t max_size) {

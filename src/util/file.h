@@ -33,6 +33,10 @@ Result<void> write_all(int fd, ByteView data);
 // Reads a whole file, refusing files larger than `max_size` bytes.
 Result<Bytes> read_file(const std::string& path, std::size_t max_size);
 
+// The target of the symbolic link `path` (a /proc magic link: /proc/self/fd/N,
+// /proc/PID/exe), or "" when it cannot be read. Cut at 4095 bytes.
+std::string read_link(const std::string& path);
+
 // A file that appears at `path` whole or not at all: written to a temporary file in the
 // same directory, then fsync'ed and renamed over `path` by commit(). Destroyed without a
 // commit, it removes the temporary file, so a failure never leaves a partial file behind.

@@ -1,12 +1,13 @@
 // The parsers of what the kernel says about a container's process: /proc/PID/mountinfo
-// (mount points and options named by the container) and /proc/PID/cgroup. No kernel needed:
-// crafted texts, including hostile ones.
+// (mount points and options named by the container), /proc/PID/maps and /proc/PID/cgroup. No kernel
+// needed: crafted texts, including hostile ones.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "agent/cgroup.h"
 #include "agent/mountinfo.h"
+#include "agent/proc_maps.h"
 
 namespace ctrust::agent {
 namespace {
@@ -60,6 +61,38 @@ TEST(MountinfoTest, RejectsMalformedLines) {
   auto e = parse_mountinfo(std::string(kMountinfo) + "garbage\n");
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().message().find("line 4"), std::string::npos);
+}
+
+TEST(ProcMapsTest, ParsesRangeRightsDeviceInodeAndPathsWithSpaces) {
+  auto maps = parse_maps(
+      "55d0c0a00000-55d0c0a02000 r--p 00000000 08:03 131090                     /bin/true\n"
+      "7f1c2d000000-7f1c2d195000 r-xp 00028000 fd:1a 2621 /lib/a dir/libc.so.6\n"
+      "7ffd0b000000-7ffd0b021000 rw-p 00000000 00:00 0                          [stack]\n"
+      "7f00-7f01 r-xs 00000000 00:01 1055 /memfd:preload (deleted)\n"
+      "7f02-7f03 rw-p 00000000 00:00 0\n");
+  ASSERT_TRUE(maps) << maps.error().message();
+  ASSERT_EQ(maps->size(), 5U);
+  EXPECT_FALSE((*maps)[0].exec);
+  EXPECT_EQ((*maps)[0].range, "55d0c0a00000-55d0c0a02000");
+  EXPECT_EQ((*maps)[0].ino, 131090U);
+  EXPECT_EQ((*maps)[0].path, "/bin/true");
+  EXPECT_TRUE((*maps)[1].exec);
+  EXPECT_EQ((*maps)[1].major, 0xfdU);  // hexadecimal, as the kernel prints them
+  EXPECT_EQ((*maps)[1].minor, 0x1aU);
+  EXPECT_EQ((*maps)[1].path, "/lib/a dir/libc.so.6");
+  EXPECT_EQ((*maps)[3].path, "/memfd:preload (deleted)");
+  EXPECT_EQ((*maps)[4].path, "");
+}
+
+TEST(ProcMapsTest, RejectsMalformedLines) {
+  EXPECT_TRUE(parse_maps("")->empty());
+  EXPECT_FALSE(parse_maps("zz-7f01 r-xp 00000000 00:01 1 /x\n"));
+  EXPECT_FALSE(parse_maps("7f02-7f01 r-xp 00000000 00:01 1 /x\n"));  // end before start
+  EXPECT_FALSE(parse_maps("7f00-7f01 r-x 00000000 00:01 1 /x\n"));
+  EXPECT_FALSE(parse_maps("7f00-7f01 r-xp 0000g000 00:01 1 /x\n"));
+  EXPECT_FALSE(parse_maps("7f00-7f01 r-xp 00000000 0001 1 /x\n"));
+  EXPECT_FALSE(parse_maps("7f00-7f01 r-xp 00000000 00:01 -1 /x\n"));
+  EXPECT_FALSE(parse_maps("7f00-7f01 r-xp\n"));
 }
 
 TEST(ProcCgroupTest, FindsTheV2Line) {
