@@ -39,7 +39,7 @@ pool = 2
 [policies]
 trust = ["$WORK/key.pub"]
 [containers]
-annotations_may_weaken = true
+annotations_may_weaken = ${MAY_WEAKEN:-true}
 $*
 EOF
 }

@@ -16,6 +16,7 @@
 #      in enforce the process is killed before the write, in measure a violation record;
 #   8. one container hashing two huge files cannot hold the workers another's exec needs,
 #      and a file over enforcement.max_file_bytes is not hashed at all;
+#   9. an annotation choosing a weaker policy than the image's own; a policy named "../x";
 #   7. a flood of opens from 20,000 threads (the default fanotify queue holds 16,384):
 #      afterwards an unlisted program is still denied and the agent still answers.
 # And the controls: listed programs keep running, in a new mount namespace too.
@@ -40,7 +41,9 @@ source "$(dirname "$0")/agent_lib.sh"
 
 # --- the image: busybox, a dynamic program with its ld.so and libc, the helper ---------------
 IMG=$WORK/image
-mkdir -p "$IMG"/{bin,proc,sys,dev,tmp,etc,opt,mnt,usr/local/bin,lib64,lib/x86_64-linux-gnu}
+# (/scratch and /vol exist in the image: otherwise runc makes them, and the container's
+# image digest would not be the image's.)
+mkdir -p "$IMG"/{bin,proc,sys,dev,tmp,etc,opt,mnt,scratch,vol,usr/local/bin,lib64,lib/x86_64-linux-gnu}
 chmod 1777 "$IMG/tmp"
 cp "$BB" "$IMG/bin/busybox"
 for a in sh true cat ls mkdir mount base64 chmod unshare sleep rm touch grep test dd truncate printf time; do ln -s busybox "$IMG/bin/$a"; done
@@ -76,7 +79,8 @@ MOUNTS+=("$VOLUME/sub")
 cp "$BB" "$VOLUME/sub/busybox"
 cp "$WORK/payload" "$VOLUME/sub/p"
 
-write_config
+# As deployed: an annotation may not weaken (docs/AGENT.md); case 9 relies on it.
+MAY_WEAKEN=false write_config
 start_agent
 for mode in enforce measure; do
   check "policy load xp-$mode" "$CTRUST" policy load --socket "$SOCK" "$WORK/xp-$mode.json"
@@ -223,6 +227,27 @@ check_eq "xp-mea: its new program ran" "$rc" 0
 if [ -n "$took" ] && awk -v t="$took" 'BEGIN { exit !(t < 0.5) }'; then pass; else
   fail "xp-mea: its exec took ${took:-?} s while xp-enf hashed two huge files (want < 0.5 s): $(head -c 300 "$WORK/.in.err")"
 fi
+
+# --- 9. choosing a policy by annotation; policy names ----------------------------------------
+# Once a policy lists the image, the container's author cannot pick another (a measure one)
+# by annotation; without an annotation the image's own applies.
+"$CTRUST" policy create --from "$IMG" --name xp-bound --issuer tests --mode enforce \
+  --out "$WORK/xp-bound.json" >/dev/null
+jq 'del(.allow[].paths)' "$WORK/xp-bound.json" >"$WORK/p.json" && mv "$WORK/p.json" "$WORK/xp-bound.json"
+"$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/xp-bound.json" >/dev/null
+check "policy load xp-bound (lists the image)" "$CTRUST" policy load --socket "$SOCK" "$WORK/xp-bound.json"
+check_exit "an annotation choosing a measure policy over the image's own is refused" 1 \
+  run_container runc xp-weak '{"io.ctrust.policy": "xp-measure"}'
+check "... saying why" grep -q "does not list this image" "$WORK/ctrustd.log"
+check "without the annotation the container starts" run_container runc xp-own
+check_eq "... under the image's own policy" "$(info xp-own .policy) $(info xp-own .mode)" "xp-bound enforce"
+# A signed policy whose name is a path: never written outside the policy directory.
+jq '.name = "../escape"' "$WORK/xp-bound.json" | jq 'del(.signature)' >"$WORK/escape.json"
+"$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/escape.json" >/dev/null
+check_exit "a policy named ../escape is refused" 3 "$CTRUST" policy load --socket "$SOCK" "$WORK/escape.json"
+cp "$WORK/.err" "$WORK/escape.err"
+check "... saying why" grep -q "not usable" "$WORK/escape.err"
+check "... and nothing was written beside the policy directory" test ! -e "$STATE/escape.json"
 
 # --- 6. a listed library patched while a listed process maps it (last: it leaves libc patched)
 # Copy-up first (touch), then a listed dynamic program maps it (ld.so's open is judged and
