@@ -23,6 +23,9 @@
 // vtpm/ (the vTPM manager's root), containers/ID/ (container.json, measurements.bin),
 // policies/ (loaded policies).
 //
+// Sources: agent_impl.h says which file holds which section; the exec decision is
+// ExecPipeline (exec_pipeline.h), the containers' registry ContainerRegistry (registry.h).
+//
 // Thread safety: handle() may be called from any thread; the agent runs a fanotify thread,
 // `hash_threads` workers and one thread per control connection.
 #pragma once

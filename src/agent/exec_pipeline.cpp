@@ -1,0 +1,500 @@
+#include "agent/exec_pipeline.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <filesystem>
+
+#include "agent/proc_maps.h"
+#include "image/manifest.h"
+#include "util/file.h"
+#include "util/text.h"
+
+namespace ctrust::agent {
+namespace {
+
+using nlohmann::json;
+
+// The fields every container event has (docs/cli/events.md).
+json container_event(const Container& c, const char* kind, bool exec, const std::string& path,
+                     pid_t pid, const std::string& reason) {
+  json ev = {{"time", now_seconds()},
+             {"container", c.id},
+             {"kind", kind},
+             {"exec", exec},
+             {"path", path},
+             {"mode", policy::mode_name(c.mode)},
+             {"pid", pid}};
+  if (!reason.empty()) ev["reason"] = reason;
+  return ev;
+}
+
+const char* map_call(events::MapSyscall s) {
+  switch (s) {
+    case events::MapSyscall::kMmap:
+      return "mmap(PROT_EXEC)";
+    case events::MapSyscall::kMprotect:
+      return "mprotect(PROT_EXEC)";
+    case events::MapSyscall::kShmat:
+      return "shmat(SHM_EXEC)";
+  }
+  return "?";
+}
+
+// Every process in cgroup `dir` and below it.
+void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
+  if (depth > 16) return;
+  if (auto bytes = read_file(dir + "/cgroup.procs", std::size_t{16} << 20)) {
+    std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    while (!text.empty()) {
+      std::string_view line = next_line(text);
+      pid_t pid = 0;
+      auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), pid);
+      if (ec == std::errc() && p == line.data() + line.size() && pid > 0) out.push_back(pid);
+    }
+  }
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) cgroup_pids(entry.path().string(), out, depth + 1);
+  }
+}
+
+// Whether process `pid` maps one of `files` (device, inode) executable.
+bool maps_executable(pid_t pid, const std::vector<std::pair<dev_t, ino_t>>& files) {
+  auto maps = read_maps(pid);
+  if (!maps) return false;  // gone
+  for (const auto& m : *maps) {
+    if (!m.exec) continue;
+    for (const auto& [dev, ino] : files) {
+      if (ino == m.ino && ::major(dev) == m.major && ::minor(dev) == m.minor) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// --- ProcEnvironment ----------------------------------------------------------------------
+
+void ProcEnvironment::kill(pid_t pid, ino_t mnt_ns) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return;  // gone
+  // Checked after the pidfd is open: the pid cannot be recycled under it from here on.
+  if (mnt_ns != 0 && mount_ns(pid) != mnt_ns) return;
+  (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+}
+
+Result<RunningFile> ProcEnvironment::open_running(const events::ObservedEvent& e) {
+  std::string proc = "/proc/" + std::to_string(e.pid);
+  RunningFile f;
+  std::string link;
+  if (e.kind == events::ObservedKind::kExec) {
+    link = proc + "/exe";
+  } else {
+    // The mapping of that file (device and inode), through map_files.
+    CTRUST_ASSIGN_OR_RETURN(std::vector<Mapping> maps, read_maps(e.pid));
+    for (const auto& m : maps) {
+      if (m.ino == e.ino && m.major == ::major(e.dev) && m.minor == ::minor(e.dev)) {
+        link = proc + "/map_files/" + m.range;
+        break;
+      }
+    }
+    if (link.empty()) return Error(Errc::kNotFound, "the mapping is gone");
+  }
+  f.path = read_link(link);
+  f.fd.reset(::open(link.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!f.fd) return errno_error("opening " + link, errno);
+  struct stat st {};
+  if (::fstat(f.fd.get(), &st) != 0) return errno_error("fstat " + link, errno);
+  if (st.st_ino != e.ino) return Error(Errc::kNotFound, "the process runs another file now");
+  return f;
+}
+
+std::vector<pid_t> ProcEnvironment::mapping_executable(
+    const std::string& cgroup, const std::vector<std::pair<dev_t, ino_t>>& files) {
+  std::vector<pid_t> pids;
+  cgroup_pids(cgroup, pids);
+  std::vector<pid_t> mapping;
+  for (pid_t pid : pids) {
+    if (maps_executable(pid, files)) mapping.push_back(pid);
+  }
+  return mapping;
+}
+
+ino_t ProcEnvironment::pid_namespace(pid_t pid) {
+  struct stat st {};
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/pid";
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// --- ExecPipeline -------------------------------------------------------------------------
+
+ExecPipeline::ExecPipeline(ExecPipelineOptions options, ContainerRegistry& containers,
+                           DigestCache& cache, ExecEnvironment& environment)
+    : options_(options),
+      containers_(containers),
+      cache_(cache),
+      env_(environment),
+      jobs_(options.per_container) {}
+
+ExecPipeline::~ExecPipeline() {
+  stop();
+  clear();
+}
+
+void ExecPipeline::start() {
+  for (unsigned i = 0; i < options_.threads; ++i) {
+    workers_.emplace_back([this] { worker_loop(); });
+  }
+}
+
+void ExecPipeline::stop() {
+  jobs_.stop();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+  workers_.clear();
+}
+
+void ExecPipeline::clear() { jobs_.clear(); }
+
+void ExecPipeline::ask(std::unique_ptr<Question> question) {
+  const auto& e = question->event();
+  if (e.pid == options_.self) {
+    (void)question->answer(events::Verdict::kAllow);  // our own reads: never wait on ourselves
+    return;
+  }
+  auto id = file_id(e.fd);
+  if (!id) return;  // destroyed unanswered: the fail verdict (deny)
+  std::shared_ptr<Container> container = containers_.attribute(id->mnt_id, id->dev, e.pid);
+  if (!container) {
+    // Not a container's file (a filesystem mark also sees the host's accesses).
+    ++unattributed_;
+    (void)question->answer(events::Verdict::kAllow);
+    return;
+  }
+  if (!S_ISREG(id->mode) || container->mode == policy::Mode::kOff) {
+    (void)question->answer(events::Verdict::kAllow);
+    return;
+  }
+  if (!e.exec) {
+    // An open: only ELF objects (shared libraries, ld.so's input) and scripts matter.
+    std::uint8_t head[4] = {};
+    auto n = pread_full(e.fd, head, 0);
+    if (!n) return;  // deny: unreadable
+    if (image::content_kind(ByteView(head, *n)) == image::ContentKind::kData) {
+      (void)question->answer(events::Verdict::kAllow);
+      // Asked once per inode: the gate, not this question, stops a data file rewritten
+      // into code (docs/EXEC_PATH.md, "Cost").
+      if (container->gated) {
+        if (auto r = env_.ignore_data_opens(e.fd); !r) spdlog::debug("{}", r.error().message());
+      }
+      return;
+    }
+  }
+  // The device of the superblock: the mark's mount root reports it (a regular file on
+  // overlayfs may report a lower layer's), and the exec gate keys files by it.
+  dev_t dev = id->dev;
+  for (const auto& m : container->marks) {
+    if (m.mnt_id == id->mnt_id) dev = m.dev;
+  }
+  std::uint64_t owner = container->number;
+  Job job{std::move(container),
+          std::move(question),
+          FileKey{owner, dev, id->ino},
+          id->mnt_id,
+          std::nullopt,
+          false,
+          false,
+          id->ctime,
+          id->size};
+  const auto& je = job.question->event();
+  // The cache is asked here and the event file's lease taken here, before the job waits
+  // in the queue: the sooner the lease, the fewer writers can slip in before the hash.
+  if (auto cached = cache_.find(job.key)) {
+    job.cached = *cached;
+  } else if (!je.exec && cache_.recently_broken(job.key)) {
+    // A writer is at this file (its open may be this one): judged, not leased or cached.
+  } else {
+    auto lease = cache_.begin(je.fd);
+    if (lease) {
+      job.leased = *lease == DigestCache::Lease::kHeld;
+      job.writers = *lease == DigestCache::Lease::kWriters;
+    } else {
+      spdlog::debug("no lease on {}: {}", je.path, lease.error().message());
+    }
+  }
+  jobs_.push(owner, std::move(job));
+}
+
+void ExecPipeline::worker_loop() {
+  while (auto job = jobs_.pop()) {
+    process(std::move(job->second));
+    jobs_.done(job->first);
+  }
+}
+
+void ExecPipeline::process(Job job) {
+  Container& c = *job.container;
+  const auto& e = job.question->event();
+  Result<Measured> measured = Error(Errc::kInternal, "not measured");
+  bool leased = job.leased;
+  std::vector<UniqueFd> upper;  // the real upper file of an overlay file, leased too
+  const Mark* mark = nullptr;   // the mark the event came through
+  for (const auto& m : c.marks) {
+    if (m.mnt_id == job.mnt_id) mark = &m;
+  }
+  if (mark != nullptr && mark->no_cache) leased = false;
+  // Only when the entry may be cached: a lease taken for nothing would hold back a writer
+  // (its retried open(O_NONBLOCK) meets it) while the file is hashed.
+  if (!job.cached && job.leased && mark != nullptr && mark->upper) {
+    std::string rel = c.guard->container_path(e.path);
+    bool inside = mark->dest == "/" || rel.compare(0, mark->dest.size(), mark->dest) == 0;
+    if (inside && mark->dest != "/") rel = rel.substr(mark->dest.size());
+    auto real = inside ? open_beneath(mark->upper.get(),
+                                      rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
+                                      O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW)
+                       : Result<UniqueFd>(Error(Errc::kNotFound, "outside the mount"));
+    // No upper file: not copied up, and a lower file cannot be written in place.
+    if (real) {
+      auto lease = cache_.begin(real->get());
+      if (lease && *lease == DigestCache::Lease::kWriters) job.writers = true;
+      if (lease && *lease == DigestCache::Lease::kHeld) upper.push_back(std::move(*real));
+      if (!lease) leased = false;
+    }
+  }
+  if (job.cached) {
+    measured = Measured{*job.cached, false};
+  } else if (job.size > options_.max_file_bytes) {
+    measured = Error(Errc::kInvalidArgument,
+                     "file of " + std::to_string(job.size) +
+                         " bytes is larger than enforcement.max_file_bytes (" +
+                         std::to_string(options_.max_file_bytes) + "): not hashed");
+  } else {
+    auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, e.fd);
+    if (digest) {
+      // Only an exec of a file someone could be writing is beyond vouching; an open may
+      // be the writer itself.
+      measured = Measured{*digest, job.writers && e.exec};
+    } else {
+      measured = std::move(digest).error();
+    }
+  }
+  ExecDecision d = c.guard->judge(e.path, measured);
+  // The gate learns what may run before the kernel is told: the exec or mapping that
+  // follows this answer is checked against it. A file the gate cannot be told about is not
+  // allowed in enforce (the gate would kill it anyway, after its open).
+  if (d.verdict == events::Verdict::kAllow && c.gated && !vouch(c, job.key, job.ctime) &&
+      c.mode == policy::Mode::kEnforce) {
+    d.verdict = events::Verdict::kDeny;
+    d.error = "the exec gate could not record the verdict";
+  }
+  if (auto r = job.question->answer(d.verdict); !r) spdlog::error("{}", r.error().message());
+  if (job.leased) {
+    if (leased && measured) {
+      std::vector<UniqueFd> fds;
+      fds.push_back(job.question->take_fd());
+      for (auto& u : upper) fds.push_back(std::move(u));
+      // The kernel may answer for us next time if the answer cannot change: allowed, not
+      // a violation, on a mount only this container has, and (in enforce) for any path.
+      bool kernel = false;
+      if (d.verdict == events::Verdict::kAllow && !d.violation && d.error.empty()) {
+        kernel = mark != nullptr && mark->kernel_cache->load();
+        if (kernel && c.mode == policy::Mode::kEnforce && c.policy) {
+          kernel = c.policy->compiled->paths_for(measured->digest).empty();
+        }
+      }
+      // Cached under a lease: the content cannot change unseen, so the gate's verdict need
+      // not follow the ctime (a chmod or an overlay copy-up) until the lease goes.
+      if (cache_.finish(job.key, std::move(fds), measured->digest, kernel) && c.gated &&
+          d.verdict == events::Verdict::kAllow) {
+        (void)vouch(c, job.key, job.ctime, true);
+      }
+    } else {
+      cache_.abandon(e.fd);
+    }
+  }
+  for (const auto& u : upper) {
+    if (u) cache_.abandon(u.get());
+  }
+  bool denied = d.verdict == events::Verdict::kDeny;
+  if (denied || d.violation || !d.error.empty()) {
+    json ev = container_event(c, denied ? "denied" : (d.violation ? "violation" : "error"), e.exec,
+                              d.path, e.pid, d.error);
+    ev["judged"] = policy::verdict_name(d.judged);
+    if (!d.digest.is_zero()) ev["digest"] = "sha256:" + d.digest.hex();
+    if (denied) {
+      spdlog::warn("{}: denied {} ({}{})", c.id, printable(d.path, 256),
+                   policy::verdict_name(d.judged), d.error.empty() ? "" : ": " + d.error);
+    } else {
+      spdlog::warn("{}: {} {}", c.id, d.violation ? "violation at" : "error at", d.error);
+    }
+    env_.publish(ev);
+  }
+}
+
+bool ExecPipeline::vouch(const Container& c, const FileKey& key, const struct timespec& ctime,
+                         bool pinned) {
+  if (!c.gated) return false;
+  if (auto r = env_.vouch(c.number, key.dev, key.ino, ctime, pinned); !r) {
+    spdlog::error("{}: {}", c.id, r.error().message());
+    return false;
+  }
+  return true;
+}
+
+void ExecPipeline::violation(const Container& c, const std::string& name) {
+  if (auto r = c.guard->record_violation(name); !r) {
+    spdlog::error("{}: logging a violation: {}", c.id, r.error().message());
+  }
+}
+
+void ExecPipeline::violation_everywhere(const std::string& name, const std::string& reason) {
+  for (const auto& c : containers_.all()) {
+    if (c->mode == policy::Mode::kOff) continue;
+    violation(*c, name);
+    json ev = {{"time", now_seconds()}, {"container", c->id},
+               {"kind", "violation"},   {"mode", policy::mode_name(c->mode)},
+               {"path", name},          {"reason", reason}};
+    env_.publish(ev);
+  }
+}
+
+void ExecPipeline::written_while_cached(const FileKey& key, const std::vector<int>& fds) {
+  std::shared_ptr<Container> c = containers_.by_number(key.owner);
+  if (!c || !c->gated || c->mode == policy::Mode::kOff) return;
+  std::vector<std::pair<dev_t, ino_t>> files;
+  std::string path;
+  for (int fd : fds) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0) files.emplace_back(st.st_dev, st.st_ino);
+    if (path.empty()) path = read_link("/proc/self/fd/" + std::to_string(fd));
+  }
+  if (!path.empty()) path = c->guard->container_path(path);
+  std::vector<pid_t> mapping = env_.mapping_executable(c->cgroup_v2.path, files);
+  if (mapping.empty()) return;
+  bool end_them = c->mode == policy::Mode::kEnforce;
+  if (end_them) {
+    for (pid_t pid : mapping) env_.kill(pid, 0);
+  }
+  std::string name = path.empty() ? "(unnamed)" : path;
+  violation(*c, name);
+  std::string reason = "opened for writing while " + std::to_string(mapping.size()) +
+                       " process(es) of the container had it mapped executable" +
+                       (end_them ? "; they were killed before the write" : "");
+  spdlog::warn("{}: {}: {}", c->id, printable(name, 256), reason);
+  env_.publish(
+      container_event(*c, end_them ? "denied" : "violation", false, name, mapping.front(), reason));
+}
+
+// The gate saw a container's task run, or map executable, a file the agent never vouched
+// for (it came through no marked mount, or changed since). In enforce the kernel has killed
+// the task already; elsewhere the file ran, and is measured now if it can still be found.
+void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
+                               const events::ObservedEvent& e) {
+  if (c->mode == policy::Mode::kOff) return;
+  ++unvouched_;
+  const bool exec = e.kind == events::ObservedKind::kExec;
+  std::string how = exec ? std::string("exec") : std::string(map_call(e.map_syscall));
+  std::string name = exec ? e.filename : e.name;
+  if (e.memfd_name || e.unlinked) how += " of a file on no filesystem (memfd or deleted)";
+  if (e.unresolved) how += " of memory the gate could not trace to a file";
+  if (name.empty()) name = "(unnamed)";
+  auto report = [&](const std::string& reason, const char* kind) {
+    violation(*c, name);
+    spdlog::warn("{}: pid {}: {} {}: {}", c->id, e.pid, how, printable(name, 256), reason);
+    env_.publish(container_event(*c, kind, exec, name, e.pid, how + ": " + reason));
+  };
+  if (e.killed) {
+    report("not vouched for; killed by the exec gate before it ran", "denied");
+    return;
+  }
+  auto file = env_.open_running(e);
+  if (!file) {
+    report("not vouched for, and gone before it could be measured (" + file.error().message() + ")",
+           "violation");
+    return;
+  }
+  if (!file->path.empty()) name = file->path;
+  auto digest = crypto::digest_fd(crypto::HashAlg::kSha256, file->fd.get());
+  if (!digest) {
+    report("not vouched for, and unreadable: " + digest.error().message(), "violation");
+    return;
+  }
+  ExecDecision d = c->guard->judge(name, Measured{*digest, false});
+  // Keyed as the kernel reported it (e.dev is the superblock's device).
+  auto id = file_id(file->fd.get());
+  if (id) (void)vouch(*c, FileKey{c->number, e.dev, id->ino}, id->ctime);
+  spdlog::warn("{}: pid {}: {} {} was seen only by the exec gate; measured from the process ({})",
+               c->id, e.pid, how, printable(name, 256), policy::verdict_name(d.judged));
+  json ev = container_event(*c, "unvouched", exec, name, e.pid,
+                            how + " seen only by the exec gate; measured from the running process");
+  ev["judged"] = policy::verdict_name(d.judged);
+  ev["digest"] = "sha256:" + digest->hex();
+  env_.publish(ev);
+}
+
+// An exec that succeeded, or the gate's report. In a gated container the gate has checked
+// it against what fanotify vouched for; otherwise fanotify asked about it if the file came
+// through one of the container's marked mounts (or a marked filesystem).
+void ExecPipeline::observed(const events::ObservedEvent& e) {
+  if (e.kind == events::ObservedKind::kNamespace || e.pid == options_.self) return;
+  if (e.container != 0) {
+    if (auto gc = containers_.by_number(e.container); gc && e.unvouched) gate_report(gc, e);
+    return;
+  }
+  if (e.kind != events::ObservedKind::kExec) return;
+  unwatched_exec(e);
+}
+
+void ExecPipeline::unwatched_exec(const events::ObservedEvent& e) {
+  bool marked = false;
+  std::shared_ptr<Container> c =
+      containers_.in_mount_namespace(static_cast<ino_t>(e.mnt_ns), e.mnt_id, e.dev, &marked);
+  if (!c) {
+    // An exec in a pid and mount namespace of their own that no container of ours has: a
+    // container started without the hook (or while the agent was down). Said once.
+    if (e.mnt_ns == options_.host_mnt_ns) return;
+    ino_t pidns = env_.pid_namespace(e.pid);
+    if (pidns == 0 || pidns == options_.host_pid_ns) return;
+    {
+      std::lock_guard lock(unmanaged_mutex_);
+      if (alerted_.size() > 4096) alerted_.clear();
+      if (!alerted_.insert(static_cast<ino_t>(e.mnt_ns)).second) return;
+    }
+    spdlog::warn("unmanaged container: pid {} ran {} in mount namespace {} without the hook", e.pid,
+                 printable(e.filename, 256), e.mnt_ns);
+    env_.publish({{"time", now_seconds()},
+                  {"kind", "unmanaged"},
+                  {"pid", e.pid},
+                  {"mnt_ns", e.mnt_ns},
+                  {"path", e.filename}});
+    return;
+  }
+  // A gated container's tasks are judged by the gate; this one is in its mount namespace
+  // but not its cgroup (a host process entering it, such as the runtime's own helpers).
+  if (c->gated) return;
+  bool seen = !e.fileless() && marked;
+  if (seen || c->mode == policy::Mode::kOff) return;
+  ++unvouched_;
+  bool end_it = c->mode == policy::Mode::kEnforce && options_.kill_unvouched;
+  std::string what = e.fileless() ? "a file on no filesystem (memfd or deleted)"
+                                  : "a file on a mount the agent does not watch";
+  // The kernel already ran it: the log must say so, and enforce ends the process.
+  if (end_it) env_.kill(e.pid, c->mnt_ns);
+  std::string name = e.filename.empty() ? "(unnamed)" : e.filename;
+  violation(*c, name);
+  spdlog::warn("{}: pid {} ran {} ({}), unseen by the enforcement path{}", c->id, e.pid,
+               printable(name, 256), what, end_it ? ": killed" : "");
+  env_.publish(container_event(*c, "violation", true, name, e.pid,
+                               "exec of " + what + (end_it ? "; the process was killed" : "")));
+}
+
+}  // namespace ctrust::agent
