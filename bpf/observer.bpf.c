@@ -46,6 +46,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* include/linux/err.h: MNT_NS_INTERNAL is ERR_PTR(-EINVAL) on kernel-internal mounts. */
 #define MAX_ERRNO 4095
+#define EPERM 1
+
+/* Set by userspace before load (BpfObserverOptions::lsm): the BPF-LSM programs decide, and
+ * refuse with EPERM what enforce does not allow; the tracepoint gate then only observes. */
+const volatile __u32 lsm_gate = 0;
 
 /* The size is set by userspace before load (BpfObserverOptions::ring_buffer_bytes). */
 struct {
@@ -164,27 +169,15 @@ static __always_inline __u32 current_mnt_ns(void) {
   return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_binprm* bprm) {
+/* An exec record: `bprm` is the exec about to happen (LSM) or done (tracepoint). */
+static __always_inline void emit_exec(struct task_struct* task, struct linux_binprm* bprm,
+                                      __u32 flags, __u64 container) {
   struct file* file = BPF_CORE_READ(bprm, file);
   struct inode* inode = BPF_CORE_READ(file, f_inode);
-  /* The gate first, so that the kill does not wait for the record. The signal is delivered
-   * before the new image's first instruction: the task is on its way back to user space.
-   * A vouched exec in a gated container is the common case and needs no record. */
-  struct ctrust_gate_container* gc = gate_container(task);
-  __u32 gate_flags = 0;
-  if (gc) {
-    if (gate_vouched(gc->number, inode)) return 0;
-    gate_flags = CTRUST_BPF_EXEC_UNVOUCHED;
-    if (gc->mode == CTRUST_GATE_ENFORCE) {
-      bpf_send_signal(9 /* SIGKILL */);
-      gate_flags |= CTRUST_BPF_EXEC_KILLED;
-    }
-  }
   struct ctrust_bpf_exec_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_lost();
-    return 0;
+    return;
   }
   fill_header(&e->hdr, CTRUST_BPF_EVENT_EXEC, sizeof(*e));
   __u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -193,9 +186,9 @@ int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_
   e->ppid = BPF_CORE_READ(task, real_parent, tgid);
   e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
   e->cgroup_id = bpf_get_current_cgroup_id();
-  e->flags = gate_flags;
+  e->flags = flags;
   e->pad = 0;
-  e->container = gc ? gc->number : 0;
+  e->container = container;
 
   e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
   e->sb_magic = BPF_CORE_READ(inode, i_sb, s_magic);
@@ -240,6 +233,26 @@ int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_
     if (n == sizeof(e->filename)) e->flags |= CTRUST_BPF_EXEC_FILENAME_TRUNCATED;
   }
   bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_binprm* bprm) {
+  struct inode* inode = BPF_CORE_READ(bprm, file, f_inode);
+  /* The gate first, so that the kill does not wait for the record. The signal is delivered
+   * before the new image's first instruction: the task is on its way back to user space.
+   * A vouched exec in a gated container is the common case and needs no record. With the
+   * BPF-LSM gate, bprm_check_security has decided already: this only observes. */
+  struct ctrust_gate_container* gc = lsm_gate ? NULL : gate_container(task);
+  __u32 gate_flags = 0;
+  if (gc) {
+    if (gate_vouched(gc->number, inode)) return 0;
+    gate_flags = CTRUST_BPF_EXEC_UNVOUCHED;
+    if (gc->mode == CTRUST_GATE_ENFORCE) {
+      bpf_send_signal(9 /* SIGKILL */);
+      gate_flags |= CTRUST_BPF_EXEC_KILLED;
+    }
+  }
+  emit_exec(task, bprm, gate_flags, gc ? gc->number : 0);
   return 0;
 }
 
@@ -310,7 +323,8 @@ int ctrust_clone3(struct trace_event_raw_sys_enter* ctx) {
 static __always_inline void gate_report(struct ctrust_gate_container* gc, __u32 syscall,
                                         struct file* file, __s32 fd, __u32 flags) {
   if (gc->mode == CTRUST_GATE_ENFORCE) {
-    bpf_send_signal(9 /* SIGKILL */);
+    /* The LSM programs refuse the call instead (their caller returns EPERM). */
+    if (!(flags & CTRUST_BPF_MAP_LSM)) bpf_send_signal(9 /* SIGKILL */);
     flags |= CTRUST_BPF_MAP_KILLED;
   }
   struct ctrust_bpf_map_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -353,6 +367,7 @@ static __always_inline void gate_report(struct ctrust_gate_container* gc, __u32 
  * another thread replacing the fd before the call takes it. */
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int ctrust_gate_mmap(struct trace_event_raw_sys_enter* ctx) {
+  if (lsm_gate) return 0; /* the LSM programs decide */
   if (!(ctx->args[2] & PROT_EXEC) || (ctx->args[3] & MAP_ANONYMOUS)) return 0;
   struct task_struct* task = (struct task_struct*)bpf_get_current_task();
   struct ctrust_gate_container* gc = gate_container(task);
@@ -395,6 +410,7 @@ static long check_vma(struct task_struct* task, struct vm_area_struct* vma, void
 #define MPROTECT_MAX_VMAS 8
 
 static __always_inline int gate_mprotect(struct trace_event_raw_sys_enter* ctx) {
+  if (lsm_gate) return 0; /* the LSM programs decide */
   if (!(ctx->args[2] & PROT_EXEC)) return 0;
   struct task_struct* task = bpf_get_current_task_btf();
   struct ctrust_gate_container* gc = gate_container(task);
@@ -425,8 +441,71 @@ int ctrust_gate_pkey_mprotect(struct trace_event_raw_sys_enter* ctx) { return ga
 /* shmat(id, addr, SHM_EXEC): shared memory is no file anyone vouched for. */
 SEC("tracepoint/syscalls/sys_enter_shmat")
 int ctrust_gate_shmat(struct trace_event_raw_sys_enter* ctx) {
+  if (lsm_gate) return 0; /* the LSM programs decide */
   if (!(ctx->args[2] & SHM_EXEC)) return 0;
   struct ctrust_gate_container* gc = gate_container((struct task_struct*)bpf_get_current_task());
   if (gc) gate_report(gc, CTRUST_BPF_MAP_SHMAT, NULL, -1, 0);
   return 0;
+}
+
+/* --- the BPF-LSM gate (enforcement.backend = "bpf-lsm") ------------------------------------
+ * Where the kernel runs BPF LSM programs (CONFIG_BPF_LSM, "bpf" in the active LSMs), the
+ * kernel asks these before an exec, an executable file mapping or SysV shm attached
+ * executable, and a refusal is an EPERM from the call itself: nothing is killed, nothing of
+ * the file runs. The verdict maps are the same as the tracepoint gate's. Loaded only when
+ * userspace asks (BpfObserverOptions::lsm); the tracepoint gate then only observes. */
+
+static __always_inline int lsm_verdict(struct ctrust_gate_container* gc) {
+  return gc->mode == CTRUST_GATE_ENFORCE ? -EPERM : 0;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(ctrust_lsm_bprm, struct linux_binprm* bprm, int ret) {
+  if (ret != 0) return ret;
+  struct task_struct* task = bpf_get_current_task_btf();
+  struct ctrust_gate_container* gc = gate_container(task);
+  if (!gc) return 0;
+  /* Called for the file asked for and again for each interpreter (a script's, ld.so is
+   * mapped instead): each must be vouched for. */
+  if (gate_vouched(gc->number, BPF_CORE_READ(bprm, file, f_inode))) return 0;
+  __u32 flags = CTRUST_BPF_EXEC_UNVOUCHED | CTRUST_BPF_EXEC_LSM;
+  if (gc->mode == CTRUST_GATE_ENFORCE) flags |= CTRUST_BPF_EXEC_KILLED;
+  emit_exec(task, bprm, flags, gc->number);
+  return lsm_verdict(gc);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(ctrust_lsm_mmap, struct file* file, unsigned long reqprot, unsigned long prot,
+             unsigned long flags, int ret) {
+  if (ret != 0) return ret;
+  if (!(prot & PROT_EXEC) || !file) return 0; /* anonymous memory is no file */
+  struct ctrust_gate_container* gc = gate_container(bpf_get_current_task_btf());
+  if (!gc) return 0;
+  if (gate_vouched(gc->number, BPF_CORE_READ(file, f_inode))) return 0;
+  gate_report(gc, CTRUST_BPF_MAP_MMAP, file, -1, CTRUST_BPF_MAP_LSM);
+  return lsm_verdict(gc);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(ctrust_lsm_mprotect, struct vm_area_struct* vma, unsigned long reqprot,
+             unsigned long prot, int ret) {
+  if (ret != 0) return ret;
+  if (!(prot & PROT_EXEC)) return 0;
+  struct file* file = BPF_CORE_READ(vma, vm_file);
+  if (!file) return 0; /* anonymous memory made executable (JITs): not the gate's */
+  struct ctrust_gate_container* gc = gate_container(bpf_get_current_task_btf());
+  if (!gc) return 0;
+  if (gate_vouched(gc->number, BPF_CORE_READ(file, f_inode))) return 0;
+  gate_report(gc, CTRUST_BPF_MAP_MPROTECT, file, -1, CTRUST_BPF_MAP_LSM);
+  return lsm_verdict(gc);
+}
+
+SEC("lsm/shm_shmat")
+int BPF_PROG(ctrust_lsm_shmat, struct kern_ipc_perm* perm, char* shmaddr, int shmflg, int ret) {
+  if (ret != 0) return ret;
+  if (!(shmflg & SHM_EXEC)) return 0;
+  struct ctrust_gate_container* gc = gate_container(bpf_get_current_task_btf());
+  if (!gc) return 0;
+  gate_report(gc, CTRUST_BPF_MAP_SHMAT, NULL, -1, CTRUST_BPF_MAP_LSM);
+  return lsm_verdict(gc);
 }

@@ -41,6 +41,9 @@ enum ctrust_bpf_exec_flags {
   CTRUST_BPF_EXEC_UNVOUCHED = 1u << 5,
   /* ... and the container is in enforce: SIGKILL was sent before the first instruction. */
   CTRUST_BPF_EXEC_KILLED = 1u << 6,
+  /* Written by lsm/bprm_check_security (the BPF-LSM backend): before the exec; with
+   * KILLED, the exec was refused with EPERM instead (the task goes on, the file never ran). */
+  CTRUST_BPF_EXEC_LSM = 1u << 7,
 };
 
 /* The exec gate (observer.bpf.c): the agent says which cgroups are containers and which
@@ -96,6 +99,9 @@ enum ctrust_bpf_map_flags {
   CTRUST_BPF_MAP_UNRESOLVED = 1u << 1,  /* the file could not be found (range too wide, ...) */
   CTRUST_BPF_MAP_MEMFD_NAME = 1u << 2,  /* the file's name starts with "memfd:" */
   CTRUST_BPF_MAP_UNLINKED = 1u << 3,    /* the inode has no links */
+  /* Written by lsm/mmap_file, lsm/file_mprotect or lsm/shm_shmat (the BPF-LSM backend); with
+   * KILLED, the call was refused with EPERM instead of the task being killed. */
+  CTRUST_BPF_MAP_LSM = 1u << 4,
 };
 
 /* ctrust_bpf_namespace_event.syscall */

@@ -160,14 +160,43 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   CTRUST_TRY(load_policies());
 #ifdef CTRUST_WITH_BPF
   if (config_.bpf) {
-    auto observer = events::BpfObserver::open({});
-    if (!observer) {
-      return std::move(observer).error().with_context(
-          "the BPF observers (set enforcement.bpf = false to run without them)");
+    // The backend (config.h, docs/EXEC_PATH.md "Backends"): BPF-LSM where asked for and
+    // possible; never nothing.
+    events::BpfObserverOptions observing;
+    if (config_.backend != "fanotify") {
+      std::string problem;
+      observing.lsm = true;
+      auto lsm = events::BpfObserver::open(observing);
+      if (lsm) {
+        bpf_ = std::move(*lsm);
+      } else {
+        problem = lsm.error().message();
+        observing.lsm = false;
+      }
+      if (!bpf_ && config_.backend == "bpf-lsm") {
+        return Error(Errc::kUnsupported, "enforcement.backend = \"bpf-lsm\": " + problem +
+                                             " (set backend = \"auto\" to fall back to fanotify)");
+      }
+      if (!bpf_) spdlog::info("BPF-LSM is not available: {}", problem);
     }
-    bpf_ = std::move(*observer);
+    if (!bpf_) {
+      observing.lsm = false;
+      auto observer = events::BpfObserver::open(observing);
+      if (!observer) {
+        return std::move(observer).error().with_context(
+            "the BPF observers (set enforcement.bpf = false to run without them)");
+      }
+      bpf_ = std::move(*observer);
+    }
+    backend_ = observing.lsm ? "bpf-lsm" : "fanotify";
     bpf_thread_ = std::thread([this] { bpf_loop(); });
+  } else {
+    backend_ = "fanotify-only";
+    spdlog::warn(
+        "enforcement.bpf = false: no exec gate; what bypasses fanotify is noticed late or not "
+        "at all (docs/EXEC_PATH.md)");
   }
+  spdlog::info("enforcement backend: {}", backend_);
 #else
   if (config_.bpf) {
     return Error(Errc::kUnsupported,

@@ -163,6 +163,8 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   std::unique_ptr<events::BpfObserver> bpf_;
 #endif
   std::thread bpf_thread_;
+  // "bpf-lsm", "fanotify" (with the tracepoint gate) or "fanotify-only" (no BPF).
+  std::string backend_ = "fanotify";
   ino_t host_mnt_ns_ = 0;
   ino_t host_pid_ns_ = 0;
 

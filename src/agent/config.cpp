@@ -78,6 +78,13 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
                                 std::int64_t{1} << 40));
   CTRUST_TRY(enforcement.boolean("bpf", c.bpf));
   CTRUST_TRY(enforcement.boolean("kill_unvouched", c.kill_unvouched));
+  CTRUST_TRY(enforcement.string("backend", c.backend));
+  if (c.backend != "auto" && c.backend != "bpf-lsm" && c.backend != "fanotify") {
+    return enforcement.error("backend", "must be auto, bpf-lsm or fanotify");
+  }
+  if (c.backend == "bpf-lsm" && !c.bpf) {
+    return enforcement.error("backend", "bpf-lsm needs the BPF programs (bpf = true)");
+  }
   CTRUST_TRY(enforcement.no_unknown_keys());
 
   Section api(subtable(root, "api"), "api", origin);

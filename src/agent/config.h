@@ -59,6 +59,16 @@ struct AgentConfig {
   // What an exec the enforcement path never saw (a memfd, an unmarked mount) costs an
   // enforce container's process: it is killed (true), or only recorded as a violation.
   bool kill_unvouched = true;
+  // Who refuses what the policy does not allow (docs/EXEC_PATH.md, "Backends"):
+  //   "fanotify"  permission events judge first sightings; the tracepoint gate kills
+  //               (SIGKILL) whatever bypassed them;
+  //   "bpf-lsm"   the same events judge, and BPF LSM programs refuse with EPERM, before
+  //               it runs, every exec and executable mapping the agent did not vouch for
+  //               (kernels with CONFIG_BPF_LSM and "bpf" among the active LSMs); the agent
+  //               does not start where they cannot load;
+  //   "auto"      bpf-lsm where the kernel runs it, else fanotify (the log and `ctrust ps`
+  //               say which).
+  std::string backend = "auto";
 
   // The attestation API (docs/PROTOCOL.md): HTTPS with TLS 1.3 and client certificates.
   // Off while `api_listen` is empty. The TLS key and its self-signed certificate are made

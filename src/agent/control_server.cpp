@@ -27,6 +27,7 @@ json AgentImpl::ps() {
   return {{"ok", true},
           {"containers", list},
           {"unmanaged", unmanaged()},
+          {"backend", backend_},
           {"unvouched_execs", exec_->unvouched()},
           {"unattributed_events", exec_->unattributed()},
           {"host_log", config_.host_dir() + "/measurements.bin"},

@@ -413,7 +413,9 @@ void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
     env_.publish(container_event(*c, kind, exec, name, e.pid, how + ": " + reason));
   };
   if (e.killed) {
-    report("not vouched for; killed by the exec gate before it ran", "denied");
+    report(e.lsm ? "not vouched for; refused (EPERM) by the BPF-LSM gate before it ran"
+                 : "not vouched for; killed by the exec gate before it ran",
+           "denied");
     return;
   }
   auto file = env_.open_running(e);

@@ -106,7 +106,8 @@ Result<void> AgentImpl::record_agent_start(const std::string& config_bytes) {
               {"binary", "sha256:" + self.hex()},
               {"config", "sha256:" + conf.hex()},
               {"policies", policies},
-              {"bpf", bpf}};
+              {"bpf", bpf},
+              {"backend", backend_}};
   CTRUST_ASSIGN_OR_RETURN(imalog::Entry start,
                           json_entry("ctrust:agent-start", doc, config_.host_pcr));
   entries.push_back(std::move(start));

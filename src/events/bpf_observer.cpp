@@ -176,6 +176,7 @@ Result<ObservedEvent> decode_exec(ByteView record, const ctrust_bpf_header& head
   e.container = raw.container;
   e.unvouched = (raw.flags & CTRUST_BPF_EXEC_UNVOUCHED) != 0;
   e.killed = (raw.flags & CTRUST_BPF_EXEC_KILLED) != 0;
+  e.lsm = (raw.flags & CTRUST_BPF_EXEC_LSM) != 0;
   if (e.killed && !e.unvouched) return Error(Errc::kFormat, "exec record killed but vouched");
   return e;
 }
@@ -209,6 +210,7 @@ Result<ObservedEvent> decode_map(ByteView record, const ctrust_bpf_header& heade
   e.name.assign(raw.name, ::strnlen(raw.name, sizeof(raw.name)));
   e.unvouched = true;
   e.killed = (raw.flags & CTRUST_BPF_MAP_KILLED) != 0;
+  e.lsm = (raw.flags & CTRUST_BPF_MAP_LSM) != 0;
   e.unresolved = (raw.flags & CTRUST_BPF_MAP_UNRESOLVED) != 0;
   e.memfd_name = (raw.flags & CTRUST_BPF_MAP_MEMFD_NAME) != 0;
   e.unlinked = (raw.flags & CTRUST_BPF_MAP_UNLINKED) != 0;
@@ -287,6 +289,9 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
   if (!options.exec && !options.namespaces) {
     return Error(Errc::kInvalidArgument, "a BPF observer must watch execs, namespaces or both");
   }
+  if (options.lsm && !options.exec) {
+    return Error(Errc::kInvalidArgument, "the BPF-LSM gate needs the exec observer");
+  }
   CTRUST_TRY(check_ring_size(options.ring_buffer_bytes));
 
   std::unique_ptr<LoadedObserver> self(new LoadedObserver());
@@ -321,13 +326,27 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
       {skel->progs.ctrust_gate_mprotect, &skel->links.ctrust_gate_mprotect, options.gate},
       {skel->progs.ctrust_gate_pkey_mprotect, &skel->links.ctrust_gate_pkey_mprotect, options.gate},
       {skel->progs.ctrust_gate_shmat, &skel->links.ctrust_gate_shmat, options.gate},
+      {skel->progs.ctrust_lsm_bprm, &skel->links.ctrust_lsm_bprm, options.lsm},
+      {skel->progs.ctrust_lsm_mmap, &skel->links.ctrust_lsm_mmap, options.lsm},
+      {skel->progs.ctrust_lsm_mprotect, &skel->links.ctrust_lsm_mprotect, options.lsm},
+      {skel->progs.ctrust_lsm_shmat, &skel->links.ctrust_lsm_shmat, options.lsm},
   };
+  skel->rodata->lsm_gate = options.lsm ? 1 : 0;
   for (const auto& p : programs) {
     err = bpf_program__set_autoload(p.prog, p.wanted);
     if (err != 0) return bpf_error("selecting the BPF programs", -err, messages);
   }
 
   err = ctrust_observer__load(skel);
+  if (err != 0 && options.lsm) {
+    // Root with every capability still gets EPERM where the kernel does not run BPF LSM
+    // programs (bpf not among the active LSMs, or lockdown).
+    return bpf_error("loading the BPF-LSM programs (does this kernel run BPF LSM programs? " +
+                         std::string(lsm_available() ? "\"bpf\" is among its active LSMs"
+                                                     : "\"bpf\" is not among its active LSMs") +
+                         ")",
+                     -err, messages);
+  }
   if (err != 0) return bpf_error("loading the BPF observer programs", -err, messages);
 
   // Only now: without privileges, the load above has already said so more clearly.
@@ -507,6 +526,19 @@ Result<ObservedEvent> decode_observer_record(ByteView record) {
 
 Result<std::unique_ptr<BpfObserver>> BpfObserver::open(const BpfObserverOptions& options) {
   return LoadedObserver::open(options);
+}
+
+bool lsm_available() {
+  constexpr const char* kLsm = "/sys/kernel/security/lsm";
+  std::FILE* f = std::fopen(kLsm, "re");
+  if (f == nullptr) return false;
+  char buf[512] = {};
+  std::size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  std::string list = "," + std::string(buf, n) + ",";
+  while (!list.empty() && (list.back() == '\n' || list.back() == ',')) list.pop_back();
+  list += ",";
+  return list.find(",bpf,") != std::string::npos;
 }
 
 }  // namespace ctrust::events

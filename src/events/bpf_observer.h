@@ -48,7 +48,17 @@ struct BpfObserverOptions {
   // The syscall tracepoints are found through tracefs. When none is mounted (it is not on
   // minimal hosts), mount one at /sys/kernel/tracing in the caller's mount namespace.
   bool mount_tracefs = true;
+  // The BPF-LSM gate (enforcement.backend "bpf-lsm"): programs on bprm_check_security,
+  // mmap_file, file_mprotect and shm_shmat refuse with EPERM, in enforce, what the gate's
+  // maps do not vouch for; the tracepoint gate then only observes. Needs a kernel with
+  // CONFIG_BPF_LSM and "bpf" among its active LSMs (lsm_available()); open() fails where
+  // the programs cannot load or attach, it never falls back by itself.
+  bool lsm = false;
 };
+
+// Whether "bpf" is among the kernel's active LSMs (/sys/kernel/security/lsm; false where
+// securityfs is not mounted). A hint for messages only: open() with `lsm` is the proof.
+bool lsm_available();
 
 enum class ObservedKind : std::uint8_t { kExec, kNamespace, kMap };
 enum class MapSyscall : std::uint8_t { kMmap, kMprotect, kShmat };
@@ -95,10 +105,13 @@ struct ObservedEvent {
   bool fileless() const { return memfd_name || unlinked || internal_mount; }
 
   // kExec and kMap: the gate's container number (0: the task is in no gated container),
-  // whether the file was not vouched for, and whether the task was killed for it.
+  // whether the file was not vouched for, and whether the task was killed for it (with
+  // `lsm`: the BPF-LSM gate decided before the call, and `killed` means it was refused
+  // with EPERM instead; nothing of the file ran).
   std::uint64_t container = 0;
   bool unvouched = false;
   bool killed = false;
+  bool lsm = false;
   // kMap (always unvouched): the call, its fd (mmap; else -1), the file's dentry name, and
   // whether the file could not be found (then dev/ino are 0).
   MapSyscall map_syscall = MapSyscall::kMmap;

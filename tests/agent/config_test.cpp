@@ -63,6 +63,22 @@ TEST(AgentConfig, TheShippedConfigFileIsTheDefaults) {
   EXPECT_EQ(c->cache_entries, d.cache_entries);
   EXPECT_EQ(c->bpf, d.bpf);
   EXPECT_EQ(c->kill_unvouched, d.kill_unvouched);
+  EXPECT_EQ(c->backend, d.backend);
+}
+
+TEST(AgentConfig, TheEnforcementBackend) {
+  EXPECT_EQ(parse_config("", kOrigin)->backend, "auto");
+  for (const char* b : {"auto", "bpf-lsm", "fanotify"}) {
+    auto c = parse_config(std::string("enforcement.backend = \"") + b + "\"\n", kOrigin);
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_EQ(c->backend, b);
+  }
+  auto bad = parse_config("enforcement.backend = \"lsm\"\n", kOrigin);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("enforcement.backend"), std::string::npos);
+  auto no_bpf = parse_config("[enforcement]\nbpf = false\nbackend = \"bpf-lsm\"\n", kOrigin);
+  ASSERT_FALSE(no_bpf) << "bpf-lsm without the BPF programs";
+  EXPECT_TRUE(parse_config("[enforcement]\nbpf = false\nbackend = \"auto\"\n", kOrigin));
 }
 
 TEST(AgentConfig, ParsesEveryDocumentedKey) {

@@ -93,6 +93,36 @@ check "a measure container starts" run_container runc xp-mea '{"io.ctrust.policy
 check_eq "xp-enf: under the exec gate" "$(info xp-enf .gate.on)" "true"
 check_eq "xp-mea: under the exec gate" "$(info xp-mea .gate.on)" "true"
 
+# The backend (enforcement.backend = "auto"): BPF-LSM where this kernel loads its programs
+# (tests/cli/lsm_test.sh runs them in a guest), else fanotify with the tracepoint gate.
+# ps says which; an agent told to use bpf-lsm starts exactly where auto chose it.
+backend=$("$CTRUST" ps --socket "$SOCK" --json | jq -r .backend)
+case "$backend" in bpf-lsm | fanotify) pass ;; *) fail "backend: [$backend]" ;; esac
+check_eq "xp-enf: its gate's backend" "$(info xp-enf .gate.backend)" "$backend"
+sed -e "s|^state_dir = .*|state_dir = \"$WORK/state-lsm\"|" -e "s|^socket = .*|socket = \"$WORK/lsm.sock\"|" \
+  "$WORK/ctrustd.toml" >"$WORK/lsm.toml"
+printf '[enforcement]\nbackend = "bpf-lsm"\n' >>"$WORK/lsm.toml"
+rc=0
+timeout 60 "$CTRUSTD" --config "$WORK/lsm.toml" >"$WORK/lsm.log" 2>&1 &
+lsm_pid=$!
+for _ in $(seq 100); do
+  "$CTRUST" ps --socket "$WORK/lsm.sock" >/dev/null 2>&1 && break
+  kill -0 "$lsm_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$lsm_pid" 2>/dev/null; then
+  check_eq "backend = bpf-lsm starts where auto chose it" "$backend" bpf-lsm
+  kill "$lsm_pid"
+  wait "$lsm_pid" 2>/dev/null || true
+else
+  wait "$lsm_pid" 2>/dev/null || rc=$?
+  check_eq "backend = bpf-lsm refuses to start where auto chose fanotify" "$backend/$([ "$rc" -ne 0 ] && echo refused)" fanotify/refused
+  if grep -q 'enforcement.backend = "bpf-lsm"' "$WORK/lsm.log"; then pass; else
+    fail "the refusal does not name the setting: $(tail -3 "$WORK/lsm.log")"
+  fi
+fi
+pkill -f "swtpm socket.*$WORK/state-lsm" 2>/dev/null || true
+
 # ran ID FILE: whether FILE exists in the container (the payload's proof that it ran).
 ran() {
   if runc exec "$1" /bin/sh -c "test -e $2" </dev/null >/dev/null 2>&1; then echo yes; else echo no; fi

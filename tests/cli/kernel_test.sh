@@ -20,22 +20,10 @@ need_root_tools() {
 }
 need_root_tools
 
-# Debian's current kernel package, downloaded once and kept in the build tree.
-cache=${CTRUST_VM_CACHE:-$CTRUST_TESTS/../build/vm-cache}
-mkdir -p "$cache"
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$pkg" ] || { echo "kernel test: apt-cache knows no linux-image-amd64 (run apt-get update)" >&2; exit 1; }
-kernel=$(ls "$cache/$pkg/boot/vmlinuz-"* 2>/dev/null | head -1 || true)
-if [ -z "$kernel" ]; then
-  # The mirror drops superseded kernels: refresh the lists once if the download fails.
-  (cd "$cache" && { apt-get download -q "$pkg" >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null && apt-get download -q "$pkg" >/dev/null 2>&1; }; }) ||
-    { echo "kernel test: cannot download $pkg" >&2; exit 1; }
-  dpkg-deb -x "$cache/$pkg"_*.deb "$cache/$pkg"
-  rm -f "$cache/$pkg"_*.deb
-  kernel=$(ls "$cache/$pkg/boot/vmlinuz-"* | head -1)
-fi
-grep -q '^CONFIG_IMA=y' "$cache/$pkg/boot/config-"* || { echo "kernel test: $pkg has no IMA" >&2; exit 1; }
+source "$(dirname "$0")/vm_lib.sh"
+vm_kernel || exit 1
+kernel=$VM_KERNEL
+grep -q '^CONFIG_IMA=y' "$VM_CONFIG" || { echo "kernel test: $kernel has no IMA" >&2; exit 1; }
 
 # ---- the guest: busybox in an initramfs; IMA measures what runs and what root reads ----
 cd "$WORK"
@@ -71,7 +59,7 @@ echo ===END===
 poweroff -f
 INIT
 chmod +x root/init
-(cd root && find . | cpio -o -H newc 2>/dev/null | gzip -1 >../initrd.gz)
+vm_initramfs root "$WORK/initrd.gz"
 
 mkdir tpm
 swtpm socket --tpm2 --tpmstate dir="$WORK/tpm" --ctrl type=unixio,path="$WORK/swtpm.sock" \
@@ -79,10 +67,7 @@ swtpm socket --tpm2 --tpmstate dir="$WORK/tpm" --ctrl type=unixio,path="$WORK/sw
 trap 'kill "$(cat "$WORK/swtpm.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do [ -S "$WORK/swtpm.sock" ] && break; sleep 0.1; done
 
-# TCG by default: a /dev/kvm may be there and still not run an ordinary guest (this machine
-# kind now has one from kvm-pvm, which only runs PVM guests: a Debian kernel hangs there).
-# CTRUST_VM_ACCEL=kvm uses KVM where it really works.
-accel=${CTRUST_VM_ACCEL:-tcg}
+accel=$VM_ACCEL
 check "boot the guest" timeout 240 qemu-system-x86_64 -machine q35,accel=$accel -m 512 \
   -nographic -no-reboot -kernel "$kernel" -initrd initrd.gz \
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" \

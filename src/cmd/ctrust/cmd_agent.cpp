@@ -35,6 +35,8 @@ int run_ps(const PsArgs& args) {
     print_json(*answer);
     return kExitOk;
   }
+  // Who refuses what a policy does not allow (docs/EXEC_PATH.md, "Backends").
+  std::printf("enforcement backend: %s\n", printable(answer->value("backend", "?")).c_str());
   std::printf("%-24s %-8s %-19s %-16s %-8s %6s %6s %6s\n", "CONTAINER", "MODE", "IMAGE", "POLICY",
               "VTPM", "MEAS", "DENIED", "VIOL");
   for (const auto& c : (*answer)["containers"]) {
