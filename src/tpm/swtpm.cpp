@@ -30,19 +30,10 @@ constexpr auto kStopGrace = 2000ms;
 
 // Finds `name` on PATH before forking (execv after fork must not allocate).
 Result<std::string> find_executable(const std::string& name) {
+  std::string found = find_in_path(name);
+  if (!found.empty()) return found;
   if (name.find('/') != std::string::npos) {
-    if (::access(name.c_str(), X_OK) == 0) return name;
     return Error(Errc::kNotFound, "'" + name + "' is not an executable file");
-  }
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    std::size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
   }
   return Error(
       Errc::kNotFound,

@@ -36,6 +36,9 @@ Result<Bytes> read_file(const std::string& path, std::size_t max_size);
 // The target of the symbolic link `path` (a /proc magic link: /proc/self/fd/N,
 // /proc/PID/exe), or "" when it cannot be read. Cut at 4095 bytes.
 std::string read_link(const std::string& path);
+// The executable `name` as a path: itself if it has a '/', else the first match in PATH
+// (or a standard PATH when it is unset); "" when there is none.
+std::string find_in_path(const std::string& name);
 
 // A file that appears at `path` whole or not at all: written to a temporary file in the
 // same directory, then fsync'ed and renamed over `path` by commit(). Destroyed without a

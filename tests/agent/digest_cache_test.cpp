@@ -2,7 +2,8 @@
 // processes (and one in a thread), the lease-break signal read from the cache's signalfd.
 // Leases on files the caller owns need no capability, so this runs unprivileged.
 //
-// This binary has its own main(): the lease signal must be blocked before any thread starts.
+// Its main() is tests/support/lease_signal_main.cpp: the lease signal must be blocked
+// before any thread starts.
 #include "agent/digest_cache.h"
 
 #include <fcntl.h>
@@ -884,13 +885,3 @@ TEST_F(DigestCacheKernelTest, AMarkThatWasNotSetIsNeverUndone) {
 
 }  // namespace
 }  // namespace ctrust::agent
-
-int main(int argc, char** argv) {
-  // Before GoogleTest and before any thread: every thread must inherit the blocked mask.
-  if (auto blocked = ctrust::agent::block_lease_signal(); !blocked) {
-    std::fprintf(stderr, "%s\n", blocked.error().message().c_str());
-    return 1;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

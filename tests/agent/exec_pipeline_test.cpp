@@ -27,6 +27,8 @@
 #include "imalog/entry.h"
 #include "tpm/swtpm_fixture.h"
 
+// main(): tests/support/lease_signal_main.cpp (the lease signal blocked before any thread).
+
 namespace ctrust::agent {
 namespace {
 
@@ -514,13 +516,3 @@ TEST_F(ExecPipelineTest, CodeWrittenWhileMappedIsAViolationInMeasure) {
 
 }  // namespace
 }  // namespace ctrust::agent
-
-int main(int argc, char** argv) {
-  // Before GoogleTest and before any thread: every thread must inherit the blocked mask.
-  if (auto blocked = ctrust::agent::block_lease_signal(); !blocked) {
-    std::fprintf(stderr, "%s\n", blocked.error().message().c_str());
-    return 1;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

@@ -82,23 +82,6 @@ std::string self_dir() {
   return slash == std::string::npos ? "." : self.substr(0, slash);
 }
 
-// The real runtime's path: as configured, or found in PATH.
-std::string resolve(const std::string& runtime) {
-  if (runtime.find('/') != std::string::npos) return runtime;
-  const char* path = std::getenv("PATH");
-  std::string dirs =
-      path != nullptr ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    std::size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + runtime;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
-
 bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {};
   struct stat sb {};
@@ -160,8 +143,8 @@ int run(int argc, char** argv) {
     report(*inv, config.error().message());
     return 1;
   }
-  std::string runtime = resolve(config->runtime);
-  if (runtime.empty() || ::access(runtime.c_str(), X_OK) != 0) {
+  std::string runtime = ctrust::find_in_path(config->runtime);
+  if (runtime.empty()) {
     report(*inv, "the OCI runtime " + config->runtime + " is not found or not executable");
     return 1;
   }
