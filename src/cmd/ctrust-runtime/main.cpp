@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/shim.h"
 #include "util/file.h"
 
@@ -61,14 +63,9 @@ void report(const Invocation& inv, const std::string& message) {
     std::tm tm{};
     ::gmtime_r(&now, &tm);
     std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    std::string escaped;
-    for (char ch : line) {
-      if (ch == '"' || ch == '\\') escaped.push_back('\\');
-      if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-      escaped.push_back(ch);
-    }
-    text = std::string("{\"level\":\"error\",\"msg\":\"") + escaped + "\",\"time\":\"" + when +
-           "\"}\n";
+    text = nlohmann::json{{"level", "error"}, {"msg", line}, {"time", when}}.dump(
+               -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+           "\n";
   } else {
     text = line + "\n";
   }
