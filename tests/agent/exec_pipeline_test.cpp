@@ -138,17 +138,13 @@ class ExecPipelineTest : public testing::SwtpmTest {
     dir_ = temp_.file("files");
     ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0);
     // Executables by their magic: the decision only looks at the first bytes.
-    write(dir_ + "/listed", std::string("\x7f"
-                                        "ELF listed program",
-                                        22));
-    write(dir_ + "/unlisted", std::string("\x7f"
-                                          "ELF unlisted program",
-                                          24));
+    const std::string elf =
+        "\x7f"
+        "ELF";  // the ELF magic, then anything
+    write(dir_ + "/listed", elf + " listed program");
+    write(dir_ + "/unlisted", elf + " unlisted program");
     write(dir_ + "/data.txt", "just data\n");
-    write(dir_ + "/huge", std::string("\x7f"
-                                      "ELF",
-                                      4) +
-                              std::string(8192, 'x'));
+    write(dir_ + "/huge", elf + std::string(8192, 'x'));
     auto listed = crypto::digest_file(crypto::HashAlg::kSha256, dir_ + "/listed");
     ASSERT_TRUE(listed);
     auto loaded = std::make_shared<LoadedPolicy>();
