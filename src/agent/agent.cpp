@@ -171,7 +171,6 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
         bpf_ = std::move(*lsm);
       } else {
         problem = lsm.error().message();
-        observing.lsm = false;
       }
       if (!bpf_ && config_.backend == "bpf-lsm") {
         return Error(Errc::kUnsupported, "enforcement.backend = \"bpf-lsm\": " + problem +

@@ -29,8 +29,8 @@ bool is_ctrust_hook(const json& h, const std::string& our_path) {
   if (path == h.end() || !path->is_string()) return false;
   const auto& p = path->get_ref<const std::string&>();
   if (p == our_path) return true;
-  std::string base =
-      p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
+  auto slash = p.find_last_of('/');
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
   if (base == "ctrust-hook") return true;
   auto args = h.find("args");
   if (base == "ctrust" && args != h.end() && args->is_array() && args->size() >= 2 &&

@@ -141,6 +141,15 @@ rc=0
 (cd "$WORK/bundles/rt2" && "$SHIM" --ctrust-config "$WORK/nohook.toml" run -d rt2 </dev/null >/dev/null 2>"$WORK/rt2.err") || rc=$?
 check_eq "no hook program: refused" "$rc" 1
 if grep -q "no-such-hook" "$WORK/rt2.err"; then pass; else fail "no hook: $(cat "$WORK/rt2.err")"; fi
+for bad in "$WORK/no-such-runtime" "$SHIM"; do
+  sed "s|^runtime = .*|runtime = \"$bad\"|" "$WORK/runtime.toml" >"$WORK/badrt.toml"
+  rc=0
+  "$SHIM" --ctrust-config "$WORK/badrt.toml" state rt2 >/dev/null 2>"$WORK/badrt.err" || rc=$?
+  check_eq "runtime = $(basename "$bad"): refused" "$rc" 1
+  if grep -q "runtime" "$WORK/badrt.err"; then pass; else fail "runtime $bad: $(cat "$WORK/badrt.err")"; fi
+done
+check_exit "a named configuration that is missing: refused" 1 \
+  "$SHIM" --ctrust-config "$WORK/missing.toml" state rt2
 sed -e "s|^socket = .*|socket = \"$WORK/nobody.sock\"|" -e 's/^timeout = .*/timeout = 1/' \
   "$WORK/runtime.toml" >"$WORK/down.toml"
 rc=0
