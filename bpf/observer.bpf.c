@@ -241,8 +241,11 @@ int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_
   /* The gate first, so that the kill does not wait for the record. The signal is delivered
    * before the new image's first instruction: the task is on its way back to user space.
    * A vouched exec in a gated container is the common case and needs no record. With the
-   * BPF-LSM gate, bprm_check_security has decided already: this only observes. */
-  struct ctrust_gate_container* gc = lsm_gate ? NULL : gate_container(task);
+   * BPF-LSM gate, bprm_check_security has decided and reported already: a gated
+   * container's exec needs nothing more here (without this, every exec of a gated container
+   * would cost a record, and one in a new mount namespace would look unmanaged). */
+  struct ctrust_gate_container* gc = gate_container(task);
+  if (gc && lsm_gate) return 0;
   __u32 gate_flags = 0;
   if (gc) {
     if (gate_vouched(gc->number, inode)) return 0;

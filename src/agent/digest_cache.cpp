@@ -112,6 +112,18 @@ Result<DigestCache::Lease> DigestCache::begin(int fd) {
   return Lease::kHeld;
 }
 
+Result<bool> DigestCache::has_writers(int fd) {
+  // No owner and no signal are set on `fd`: a writer that meets this lease in the moment it
+  // exists waits in break_lease() only until the F_UNLCK below.
+  if (::fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EBUSY) return true;
+    return errno_error("taking a read lease", err);
+  }
+  if (::fcntl(fd, F_SETLEASE, F_UNLCK) != 0) return errno_error("giving a read lease back", errno);
+  return false;
+}
+
 bool DigestCache::finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest) {
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(fd));

@@ -84,6 +84,9 @@ class DigestCache {
   };
   // Takes a read lease on `fd` (which must stay open until finish()).
   Result<Lease> begin(int fd);
+  // Whether `fd`'s file is open for writing (or mapped writable) now, asked without leaving
+  // a lease behind: a read lease is taken and given back at once, or refused for a writer.
+  static Result<bool> has_writers(int fd);
   // Caches `digest` for `key`, keeping `fd` (the leased descriptor) open, unless the lease
   // broke after begin(); returns false then (and closes `fd`).
   bool finish(const FileKey& key, UniqueFd fd, const crypto::Digest& digest);

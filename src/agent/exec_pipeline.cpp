@@ -222,6 +222,14 @@ void ExecPipeline::ask(std::unique_ptr<Question> question) {
     job.cached = *cached;
   } else if (!je.exec && cache_.recently_broken(job.key)) {
     // A writer is at this file (its open may be this one): judged, not leased or cached.
+    // Without a lease no break will say when it is written, so whether it is open for
+    // writing now is asked here, and process() looks for its executable mappers at once.
+    if (auto w = DigestCache::has_writers(je.fd)) {
+      job.writers = *w;
+    } else {
+      spdlog::debug("{}: {}", je.path, w.error().message());
+      job.writers = true;  // unknown: look for mappers rather than miss a writer
+    }
   } else {
     auto lease = cache_.begin(je.fd);
     if (lease) {
@@ -254,16 +262,9 @@ void ExecPipeline::process(Job job) {
   if (mark != nullptr && mark->no_cache) leased = false;
   // Only when the entry may be cached: a lease taken for nothing would hold back a writer
   // (its retried open(O_NONBLOCK) meets it) while the file is hashed.
-  if (!job.cached && job.leased && mark != nullptr && mark->upper) {
-    std::string rel = c.guard->container_path(e.path);
-    bool inside = mark->dest == "/" || rel.compare(0, mark->dest.size(), mark->dest) == 0;
-    if (inside && mark->dest != "/") rel = rel.substr(mark->dest.size());
-    auto real = inside ? open_beneath(mark->upper.get(),
-                                      rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
-                                      O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW)
-                       : Result<UniqueFd>(Error(Errc::kNotFound, "outside the mount"));
+  if (!job.cached && job.leased) {
     // No upper file: not copied up, and a lower file cannot be written in place.
-    if (real) {
+    if (auto real = upper_file(c, mark, e.path)) {
       auto lease = cache_.begin(real->get());
       if (lease && *lease == DigestCache::Lease::kWriters) job.writers = true;
       if (lease && *lease == DigestCache::Lease::kHeld) upper.push_back(std::move(*real));
@@ -295,6 +296,15 @@ void ExecPipeline::process(Job job) {
       c.mode == policy::Mode::kEnforce) {
     d.verdict = events::Verdict::kDeny;
     d.error = "the exec gate could not record the verdict";
+  }
+  // Code open for writing (this open may be the writer's, which waits for this answer):
+  // a process of the container that maps it executable would run whatever is written next.
+  // The lease break says so for a cached file; a file without a lease is caught here.
+  if (job.writers && !e.exec && c.gated) {
+    std::vector<int> fds{e.fd};
+    auto real = upper_file(c, mark, e.path);
+    if (real) fds.push_back(real->get());
+    end_mappers(c, fds);
   }
   if (auto r = job.question->answer(d.verdict); !r) spdlog::error("{}", r.error().message());
   if (job.leased) {
@@ -367,9 +377,24 @@ void ExecPipeline::violation_everywhere(const std::string& name, const std::stri
   }
 }
 
+Result<UniqueFd> ExecPipeline::upper_file(const Container& c, const Mark* mark,
+                                          const std::string& path) {
+  if (mark == nullptr || !mark->upper) return Error(Errc::kNotFound, "not on an overlay");
+  std::string rel = c.guard->container_path(path);
+  bool inside = mark->dest == "/" || rel.compare(0, mark->dest.size(), mark->dest) == 0;
+  if (!inside) return Error(Errc::kNotFound, "outside the mount");
+  if (mark->dest != "/") rel = rel.substr(mark->dest.size());
+  return open_beneath(mark->upper.get(), rel.empty() ? "." : rel.substr(rel[0] == '/' ? 1 : 0),
+                      O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+}
+
 void ExecPipeline::written_while_cached(const FileKey& key, const std::vector<int>& fds) {
   std::shared_ptr<Container> c = containers_.by_number(key.owner);
-  if (!c || !c->gated || c->mode == policy::Mode::kOff) return;
+  if (c && c->gated) end_mappers(*c, fds);
+}
+
+void ExecPipeline::end_mappers(Container& c, const std::vector<int>& fds) {
+  if (c.mode == policy::Mode::kOff) return;
   std::vector<std::pair<dev_t, ino_t>> files;
   std::string path;
   for (int fd : fds) {
@@ -377,21 +402,21 @@ void ExecPipeline::written_while_cached(const FileKey& key, const std::vector<in
     if (::fstat(fd, &st) == 0) files.emplace_back(st.st_dev, st.st_ino);
     if (path.empty()) path = read_link("/proc/self/fd/" + std::to_string(fd));
   }
-  if (!path.empty()) path = c->guard->container_path(path);
-  std::vector<pid_t> mapping = env_.mapping_executable(c->cgroup_v2.path, files);
+  if (!path.empty()) path = c.guard->container_path(path);
+  std::vector<pid_t> mapping = env_.mapping_executable(c.cgroup_v2.path, files);
   if (mapping.empty()) return;
-  bool end_them = c->mode == policy::Mode::kEnforce;
+  bool end_them = c.mode == policy::Mode::kEnforce;
   if (end_them) {
     for (pid_t pid : mapping) env_.kill(pid, 0);
   }
   std::string name = path.empty() ? "(unnamed)" : path;
-  violation(*c, name);
+  violation(c, name);
   std::string reason = "opened for writing while " + std::to_string(mapping.size()) +
                        " process(es) of the container had it mapped executable" +
                        (end_them ? "; they were killed before the write" : "");
-  spdlog::warn("{}: {}: {}", c->id, printable(name, 256), reason);
+  spdlog::warn("{}: {}: {}", c.id, printable(name, 256), reason);
   env_.publish(
-      container_event(*c, end_them ? "denied" : "violation", false, name, mapping.front(), reason));
+      container_event(c, end_them ? "denied" : "violation", false, name, mapping.front(), reason));
 }
 
 // The gate saw a container's task run, or map executable, a file the agent never vouched

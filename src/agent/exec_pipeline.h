@@ -178,6 +178,11 @@ class ExecPipeline {
   void gate_report(const std::shared_ptr<Container>& c, const events::ObservedEvent& e);
   void unwatched_exec(const events::ObservedEvent& e);
   void violation(const Container& c, const std::string& name);
+  // The processes of `c` that map one of `fds`' files executable: ended in enforce, a
+  // violation record and an event in every mode but off.
+  void end_mappers(Container& c, const std::vector<int>& fds);
+  // The real upper file of `path` on an overlay mark (what a writer's bytes reach).
+  static Result<UniqueFd> upper_file(const Container& c, const Mark* mark, const std::string& path);
 
   ExecPipelineOptions options_;
   ContainerRegistry& containers_;

@@ -499,6 +499,26 @@ TEST_F(ExecPipelineTest, CodeWrittenWhileMappedEndsItsMappersInEnforce) {
   EXPECT_EQ(log_of(*c).size(), 1U);
 }
 
+// No lease to break (a writer had the file when it was asked, or a lease broke moments
+// ago and none was taken again): the open itself, which may be the writer's, ends the
+// processes that map the file executable before it is answered.
+TEST_F(ExecPipelineTest, AnOpenOfCodeThatIsOpenForWritingEndsItsMappers) {
+  auto c = container("c1", policy::Mode::kEnforce);
+  start();
+  env_.mappers = {4343};
+  UniqueFd writer(::open((dir_ + "/listed").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(writer);
+  EXPECT_EQ(ask("listed", false), events::Verdict::kAllow);
+  EXPECT_EQ(env_.killed.size(), 1U);
+  EXPECT_EQ(count(log_of(*c), dir_ + "/listed", true), 1);
+  ASSERT_EQ(of_kind("denied").size(), 1U);
+  // Without a writer nobody is looked for.
+  writer.reset();
+  env_.killed.clear();
+  EXPECT_EQ(ask("listed", false), events::Verdict::kAllow);
+  EXPECT_TRUE(env_.killed.empty());
+}
+
 TEST_F(ExecPipelineTest, CodeWrittenWhileMappedIsAViolationInMeasure) {
   auto c = container("c1", policy::Mode::kMeasure);
   start();

@@ -6,7 +6,7 @@ set -euo pipefail
 PASSED=0
 FAILED=0
 WORK=$(mktemp -d /tmp/ctrust-cli-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
 pass() { PASSED=$((PASSED + 1)); }
 fail() {

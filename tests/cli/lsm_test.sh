@@ -49,11 +49,7 @@ INIT
 chmod +x "$root/init"
 vm_initramfs "$root" "$WORK/initrd.gz"
 
-check "boot the guest" timeout 300 qemu-system-x86_64 -machine q35,accel="$VM_ACCEL" -m 768 \
-  -nographic -no-reboot -kernel "$VM_KERNEL" -initrd "$WORK/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1 rdinit=/init"
-tr -d '\r' <"$WORK/.out" >"$WORK/serial.out"
-section() { sed -n "/^===$1===\$/,/^===/p" "$WORK/serial.out" | sed '1d;$d'; }
+check "boot the guest" vm_boot "$WORK/initrd.gz" 768 300
 lsms=$(section LSM | grep -m1 , || true)
 check_eq "the guest runs the bpf LSM" "$(tr ',' '\n' <<<"$lsms" | grep -cx bpf)" 1
 section RUN >"$WORK/run.out"

@@ -1,0 +1,187 @@
+# Run by busybox sh inside the QEMU guest of tests/cli/lsm_agent_test.sh (Debian's kernel, BPF
+# LSM on): ctrustd with enforcement.backend = "bpf-lsm" and real runc containers, attacked
+# as tests/cli/exec_path_test.sh attacks them on the host. Prints "ok NAME" or
+# "not ok NAME: why" per check; the host counts them. /img is the image, /work the agent's.
+export PATH=/usr/bin:/bin:/usr/sbin:/sbin
+export TSS2_LOG=all+none
+W=/work
+SOCK=$W/ctrustd.sock
+ok() { echo "ok $1"; }
+nok() { echo "not ok $1: $2"; }
+is() {  # NAME GOT WANT
+  if [ "$2" = "$3" ]; then ok "$1"; else nok "$1" "got [$2], want [$3]"; fi
+}
+info() { ctrust ps --socket "$SOCK" --json | jq -r --arg id "$1" ".containers[] | select(.id == \$id) | $2"; }
+log_names() { ctrust log show --socket "$SOCK" --container "$1" --json | jq -r '.[].name'; }
+
+ctrustd --config $W/ctrustd.toml >$W/ctrustd.log 2>&1 &
+AGENT=$!
+i=0
+while [ $i -lt 600 ]; do
+  ctrust ps --socket "$SOCK" >/dev/null 2>&1 && break
+  kill -0 $AGENT 2>/dev/null || break
+  sleep 0.1
+  i=$((i + 1))
+done
+if ! ctrust ps --socket "$SOCK" >/dev/null 2>&1; then
+  nok "ctrustd starts with backend bpf-lsm" "$(tail -5 $W/ctrustd.log)"
+  exit 0
+fi
+ok "ctrustd starts with backend bpf-lsm"
+is "ctrust ps: the backend" "$(ctrust ps --socket "$SOCK" --json | jq -r .backend)" bpf-lsm
+grep -q 'bpf-lsm' $W/ctrustd.log && ok "the log names the backend" || nok "the log names the backend" "$(head -5 $W/ctrustd.log)"
+for m in enforce measure; do
+  ctrust policy load --socket "$SOCK" $W/xp-$m.json >/dev/null 2>$W/load.err &&
+    ok "policy load xp-$m" || nok "policy load xp-$m" "$(cat $W/load.err)"
+done
+
+# --- two runc containers over overlays of /img, root with CAP_SYS_ADMIN ---------------------
+start() {  # ID POLICY
+  b=$W/bundles/$1
+  mkdir -p $b/rootfs $b/upper $b/work
+  mount -t overlay overlay -o lowerdir=/img,upperdir=$b/upper,workdir=$b/work $b/rootfs
+  (cd $b && runc spec)
+  jq --arg s "$SOCK" --arg p "$2" '
+    .process.terminal = false |
+    .process.args = ["/bin/sleep", "3600"] |
+    .process.capabilities |= with_entries(.value += ["CAP_SYS_ADMIN"]) |
+    .root = {"path": "rootfs", "readonly": false} |
+    .annotations = {"io.ctrust.policy": $p} |
+    .linux.namespaces |= map(select(.type != "network")) |
+    .hooks = {"createRuntime": [{"path": "/usr/bin/ctrust", "args": ["ctrust", "hook", "createRuntime", "--socket", $s]}],
+              "poststop": [{"path": "/usr/bin/ctrust", "args": ["ctrust", "hook", "poststop", "--socket", $s]}]}
+  ' $b/config.json >$b/config.new && mv $b/config.new $b/config.json
+  (cd $b && runc run -d "$1" </dev/null >$W/$1.out 2>$W/$1.err)
+}
+for c in enf:xp-enforce mea:xp-measure; do
+  id=xp-${c%%:*}
+  if start $id ${c#*:}; then ok "$id starts"; else nok "$id starts" "$(cat $W/$id.err)"; fi
+  is "$id: under the exec gate" "$(info $id .gate.on)" true
+  is "$id: gated by bpf-lsm" "$(info $id .gate.backend)" bpf-lsm
+done
+
+in_c() {  # ID COMMAND: its exit code
+  rc=0
+  runc exec "$1" /bin/sh -c "$2" </dev/null >$W/in.out 2>$W/in.err || rc=$?
+  echo $rc
+}
+ran() { if runc exec "$1" /bin/sh -c "test -e $2" </dev/null >/dev/null 2>&1; then echo yes; else echo no; fi; }
+# attack NAME SETUP ATTACK MARK LOGGED: in xp-enf ATTACK fails without running (MARK never
+# written) and is refused, not killed (no exit 137: the kernel said no before it ran); in
+# xp-mea it runs and the log gains an entry whose name matches the regex LOGGED.
+attack() {
+  rc=$(in_c xp-enf "$2")
+  [ "$rc" = 0 ] || nok "xp-enf: $1: setup" "exit $rc: $(head -c 300 $W/in.err)"
+  rc=$(in_c xp-enf "$3")
+  sleep 0.5
+  r=$(ran xp-enf $4)
+  if [ "$rc" != 137 ] && [ "$r" = no ]; then ok "xp-enf: $1: refused"; else
+    nok "xp-enf: $1: refused" "exit $rc, ran $r: $(head -c 300 $W/in.err)"
+  fi
+  rc=$(in_c xp-mea "$2")
+  [ "$rc" = 0 ] || nok "xp-mea: $1: setup" "exit $rc: $(head -c 300 $W/in.err)"
+  before=$(log_names xp-mea | wc -l)
+  in_c xp-mea "$3" >/dev/null
+  sleep 0.5
+  is "xp-mea: $1: it ran" "$(ran xp-mea $4)" yes
+  n=0
+  while [ $n -lt 40 ]; do
+    log_names xp-mea | tail -n +$((before + 1)) | grep -Eq "$5" && break
+    sleep 0.2
+    n=$((n + 1))
+  done
+  if log_names xp-mea | tail -n +$((before + 1)) | grep -Eq "$5"; then ok "xp-mea: $1: logged"; else
+    nok "xp-mea: $1: logged" "no new entry matches /$5/: $(log_names xp-mea | tail -n +$((before + 1)) | tr '\n' ' ')"
+  fi
+}
+
+# --- controls ----------------------------------------------------------------------------------
+is "xp-enf: a listed program runs" "$(in_c xp-enf /bin/dyntrue)" 0
+is "xp-enf: a listed program runs in a new mount namespace" "$(in_c xp-enf 'unshare -m /bin/dyntrue')" 0
+is "xp-enf: a listed library loads (ld.so maps libc)" "$(in_c xp-enf '/usr/local/bin/dynsleep 0 /tmp/lived')" 0
+# An unlisted program outside every container is not the agent's business.
+mkdir -p /tmp/outside && cp /bin/busybox /tmp/outside/busybox && printf x >>/tmp/outside/busybox
+is "an unlisted program outside the containers runs" "$(/tmp/outside/busybox true; echo $?)" 0
+
+# --- the attacks -------------------------------------------------------------------------------
+DECODE='base64 -d /opt/payload.b64 > /tmp/p && chmod +x /tmp/p'
+is "xp-enf: an unlisted exec fails with EPERM (sh: 126)" "$(in_c xp-enf "$DECODE && /tmp/p mark /tmp/m0")" 126
+is "... and did not run" "$(ran xp-enf /tmp/m0)" no
+attack "unshare -m of an unlisted program" "$DECODE" "unshare -m /tmp/p mark /tmp/m1" /tmp/m1 '/tmp/p'
+attack "unshare -Um of an unlisted program (a user namespace)" "base64 -d /opt/payload.b64 > /tmp/pu && chmod +x /tmp/pu" \
+  "unshare -Um /tmp/pu mark /tmp/m1u" /tmp/m1u '/tmp/pu'
+attack "LD_PRELOAD of a memfd" true \
+  "CTRUST_MARK=/tmp/m2 ctrust-test-helper memfdpreload /opt/evil.so.x /bin/dyntrue" /tmp/m2 'memfd'
+MNT='mkdir -p /mnt/t && (grep -q " /mnt/t " /proc/mounts || mount -t tmpfs none /mnt/t)'
+attack "LD_PRELOAD from a tmpfs mounted inside" "$MNT && base64 -d /opt/evil.so.b64 > /mnt/t/evil.so" \
+  "CTRUST_MARK=/tmp/m3 LD_PRELOAD=/mnt/t/evil.so /bin/dyntrue" /tmp/m3 'evil\.so'
+attack "exec from a tmpfs mounted inside" "$MNT && base64 -d /opt/payload.b64 > /mnt/t/p && chmod +x /mnt/t/p" \
+  "/mnt/t/p mark /tmp/m3x" /tmp/m3x '/mnt/t/p'
+attack "fexecve of a memfd that forks" true \
+  "ctrust-test-helper memfdexecx /opt/payload.x payload fork /tmp/m4" /tmp/m4 'memfd|^/dev/fd/'
+attack "mprotect(PROT_EXEC) of an unlisted file on a tmpfs" "$MNT && base64 -d /opt/payload.b64 > /mnt/t/q" \
+  "ctrust-test-helper mprotectexec /mnt/t/q && touch /tmp/m5" /tmp/m5 '(^|/)q( \(deleted\))?$'
+# A listed program's copy runs (its digest is listed); written afterwards, it is asked again.
+is "xp-enf: a copy of a listed program runs" "$(in_c xp-enf 'cp /bin/dyntrue /tmp/d && /tmp/d')" 0
+is "xp-enf: ... written to, it is judged again and refused" "$(in_c xp-enf 'printf x >> /tmp/d && /tmp/d')" 126
+
+# 6. A listed library patched in place while a listed process maps it (copy-up first). On
+# this kernel (Debian 12's 6.1) the agent is not asked about the opens of the copied-up file
+# that follow, with either backend (the same case passes on the host's 6.18): a KNOWN GAP,
+# in docs/EXEC_PATH.md. "gap" lines are reported by the host test; when the case holds,
+# they become "not ok" here, so that the test and the documentation are brought up to date.
+LIBC=/lib/x86_64-linux-gnu/libc.so.6
+PATCH="dd if=/dev/zero of=$LIBC bs=1 count=4 seek=200000 conv=notrunc 2>/dev/null"
+for id in xp-enf xp-mea; do
+  is "$id: the patch was written" "$(in_c $id "touch $LIBC && (dynsleep 2 /tmp/lived6 &) && sleep 0.5 && $PATCH && sleep 2.5")" 0
+  lived=$(ran $id /tmp/lived6)
+  records=$(ctrust log show --socket "$SOCK" --container $id --json | jq --arg n $LIBC '[.[] | select(.name == $n and .violation)] | length')
+  if [ $id = xp-mea ]; then is "$id: the process that mapped it ran on (measure)" "$lived" yes; fi
+  if [ "$records" = 0 ] && { [ $id = xp-mea ] || [ "$lived" = yes ]; }; then
+    echo "gap $id: a listed library patched after copy-up while mapped: no violation record, and in enforce its mapper lives on"
+  else
+    nok "$id: case 6 holds now" "the known gap is closed (violation records: $records, mapper lived: $lived): update this test and docs/EXEC_PATH.md"
+  fi
+done
+
+# --- the books ---------------------------------------------------------------------------------
+names=$(log_names xp-enf | tr '\n' ' ')
+case "$names" in *"/tmp/p"*) ok "xp-enf: the refusals are in its log" ;; *) nok "xp-enf: the refusals are in its log" "$names" ;; esac
+v=$(info xp-enf .counts.violations)
+[ "${v:-0}" -ge 5 ] && ok "ctrust ps counts the refusals ($v)" || nok "ctrust ps counts the refusals" "$v"
+pcr_file() {  # HEX: PCR-00 .. PCR-23 (evmctl reads them by position), zero but PCR 10
+  zero=$(echo "$1" | tr '0-9a-f' '0')
+  n=0
+  while [ $n -lt 24 ]; do
+    if [ $n -eq 10 ]; then printf 'PCR-%02d: %s\n' $n "$1"; else printf 'PCR-%02d: %s\n' $n "$zero"; fi
+    n=$((n + 1))
+  done
+}
+for id in xp-enf xp-mea; do
+  tcti=$(info $id .vtpm.tcti)
+  file=$(info $id .log)
+  for bank in sha1 sha256; do
+    val=$(ctrust tpm pcrread --tcti "$tcti" $bank:10 --json | jq -r ".$bank[\"10\"]")
+    pcr_file "$val" >$W/$id.$bank.pcrs
+  done
+  if ctrust log verify --pcrs $W/$id.sha1.pcrs --pcrs $W/$id.sha256.pcrs "$file" >$W/verify.out 2>&1; then
+    ok "$id: its log replays to its vTPM"
+  else
+    nok "$id: its log replays to its vTPM" "$(tail -3 $W/verify.out)"
+  fi
+  if evmctl ima_measurement --ignore-violations --pcrs "sha256,$W/$id.sha256.pcrs" "$file" -v 2>&1 | grep -q "Matched per TPM bank"; then
+    ok "$id: evmctl matches it"
+  else
+    nok "$id: evmctl matches it" "$(evmctl ima_measurement --ignore-violations --pcrs "sha256,$W/$id.sha256.pcrs" "$file" 2>&1 | tail -2)"
+  fi
+done
+for id in xp-enf xp-mea; do runc kill $id KILL 2>/dev/null; done
+sleep 1
+for id in xp-enf xp-mea; do runc delete -f $id 2>/dev/null; done
+grep -E ' (error|critical) ' $W/ctrustd.log | head -5 | sed 's/^/agent: /'
+if [ -n "${VM_DEBUG:-}" ]; then
+  echo "--- ctrustd.log"; grep -v ': debug: ' $W/ctrustd.log | tail -40
+  runc list
+  for f in $(find $W/state -name setup.log | head -2); do echo "--- $f"; tail -20 $f; done
+fi
+echo "lsm-agent: done"
