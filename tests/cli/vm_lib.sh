@@ -115,7 +115,7 @@ INIT
 
 vm_boot() {  # INITRD MEMORY_MB TIMEOUT_S: boots the guest, its console in $WORK/serial.out
   local rc=0
-  timeout "$3" qemu-system-x86_64 -machine q35,accel="$VM_ACCEL" -smp 2 -m "$2" \
+  timeout "$3" qemu-system-x86_64 -machine q35,accel="$VM_ACCEL" -smp "${VM_SMP:-2}" -m "$2" \
     -nographic -no-reboot -kernel "$VM_KERNEL" -initrd "$1" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init" >"$WORK/serial.raw" 2>&1 || rc=$?
   tr -d '\r' <"$WORK/serial.raw" >"$WORK/serial.out"
