@@ -29,12 +29,8 @@ vm_initramfs() {  # ROOT OUT
 }
 
 vm_copy_prog() {  # ROOT PROG: PROG at ROOT/PROG's basename, its libraries at their paths
-  local root=$1 prog=$2 lib
-  cp "$prog" "$root/$(basename "$prog")"
-  for lib in $(ldd "$prog" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'); do
-    mkdir -p "$root/$(dirname "$lib")"
-    cp -L "$lib" "$root/$lib"
-  done
+  cp "$2" "$1/$(basename "$2")"
+  vm_copy_libs "$1" "$2"
 }
 
 vm_copy_libs() {  # ROOT FILE...: the libraries the FILEs need, at their paths under ROOT
