@@ -178,7 +178,7 @@ done
 for id in xp-enf xp-mea; do runc kill $id KILL 2>/dev/null; done
 sleep 1
 for id in xp-enf xp-mea; do runc delete -f $id 2>/dev/null; done
-grep -E ' (error|critical) ' $W/ctrustd.log | head -5 | sed 's/^/agent: /'
+grep -E '^ctrustd: (error|critical):' $W/ctrustd.log | head -5 | sed 's/^/agent: /'
 if [ -n "${VM_DEBUG:-}" ]; then
   echo "--- ctrustd.log"; grep -v ': debug: ' $W/ctrustd.log | tail -40
   runc list
