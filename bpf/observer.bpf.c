@@ -482,9 +482,15 @@ int BPF_PROG(ctrust_lsm_mmap, struct file* file, unsigned long reqprot, unsigned
              unsigned long flags, int ret) {
   if (ret != 0) return ret;
   if (!(prot & PROT_EXEC) || !file) return 0; /* anonymous memory is no file */
-  struct ctrust_gate_container* gc = gate_container(bpf_get_current_task_btf());
+  struct task_struct* task = bpf_get_current_task_btf();
+  struct ctrust_gate_container* gc = gate_container(task);
   if (!gc) return 0;
   if (gate_vouched(gc->number, BPF_CORE_READ(file, f_inode))) return 0;
+  /* The ELF loader mapping the program that bprm_check_security judged a moment ago: the
+     new mm's exe_file, a struct file no descriptor of the task can reach (an open of
+     /proc/self/exe or execveat makes another). Reported once, as the exec, not again as a
+     mapping; the interpreter the loader maps is not exe_file and is still judged here. */
+  if (file == BPF_CORE_READ(task, mm, exe_file)) return 0;
   gate_report(gc, CTRUST_BPF_MAP_MMAP, file, -1, CTRUST_BPF_MAP_LSM);
   return lsm_verdict(gc);
 }

@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -70,10 +71,21 @@ void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0)
 bool maps_executable(pid_t pid, const std::vector<std::pair<dev_t, ino_t>>& files) {
   auto maps = read_maps(pid);
   if (!maps) return false;  // gone
+  auto listed = [&](dev_t d, std::uint64_t i) {
+    return std::any_of(files.begin(), files.end(),
+                       [&](const auto& f) { return f.first == d && f.second == i; });
+  };
+  const std::string map_files = "/proc/" + std::to_string(pid) + "/map_files/";
   for (const auto& m : *maps) {
     if (!m.exec) continue;
-    for (const auto& [dev, ino] : files) {
-      if (ino == m.ino && ::major(dev) == m.major && ::minor(dev) == m.minor) return true;
+    if (listed(::makedev(m.major, m.minor), m.ino)) return true;
+    // Before Linux 6.7 /proc/PID/maps names an overlayfs file by its real (upper or lower)
+    // inode, which no descriptor the agent holds shows; the mapping's map_files link still
+    // reaches the overlay file the container mapped (docs/EXEC_PATH.md, row 13).
+    if (m.ino == 0) continue;  // anonymous
+    struct stat st {};
+    if (::stat((map_files + m.range).c_str(), &st) == 0 && listed(st.st_dev, st.st_ino)) {
+      return true;
     }
   }
   return false;

@@ -9,7 +9,8 @@
 //   ctrust-test-helper memfdpreload XFILE PROG ARG0...
 //                                              decode XFILE into a memfd and run PROG with
 //                                              LD_PRELOAD=/proc/self/fd/N
-//   ctrust-test-helper mprotectexec FILE       map FILE readable, then mprotect(PROT_EXEC)
+//   ctrust-test-helper mprotectexec FILE       map FILE readable, then mprotect(PROT_EXEC),
+//                                              and live on for half a second with it mapped
 //   ctrust-test-helper threads N DIR SECONDS   N threads, started together once DIR/go exists
 //                                              (DIR/ready says they wait), create and remove
 //                                              files in DIR for SECONDS
@@ -119,6 +120,10 @@ int main(int argc, char** argv) {
     if (p == MAP_FAILED) return fail("mmap");
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC) != 0) return fail("mprotect");
     printf("executable\n");
+    // A process that ran mapped code for a while, as one that uses it would: the agent
+    // measures the mapping from it (one that is gone by then is logged by name only).
+    struct timespec t = {0, 500000000};
+    nanosleep(&t, NULL);
     return 0;
   }
   if (argc == 5 && strcmp(argv[1], "threads") == 0) {
