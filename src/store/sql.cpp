@@ -25,7 +25,7 @@ constexpr std::string_view kPostgresVersionTable =
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
 
 // STRICT tables: SQLite refuses values of the wrong type instead of storing them.
-constexpr std::array<std::string_view, 1> kSqliteMigrations = {
+constexpr std::array<std::string_view, 2> kSqliteMigrations = {
     R"sql(
 CREATE TABLE agents (
   id TEXT NOT NULL PRIMARY KEY,
@@ -78,9 +78,16 @@ CREATE TABLE mappings (
 ) STRICT;
 CREATE INDEX mappings_by_policy ON mappings (policy);
 )sql",
+    // 2: the verifiers alive, so that each claims its fair share of the agents.
+    R"sql(
+CREATE TABLE verifiers (
+  id TEXT NOT NULL PRIMARY KEY,
+  seen_until INTEGER NOT NULL
+) STRICT;
+)sql",
 };
 
-constexpr std::array<std::string_view, 1> kPostgresMigrations = {
+constexpr std::array<std::string_view, 2> kPostgresMigrations = {
     R"sql(
 CREATE TABLE agents (
   id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
@@ -133,23 +140,32 @@ CREATE TABLE mappings (
 );
 CREATE INDEX mappings_by_policy ON mappings (policy);
 )sql",
+    // 2: the verifiers alive, so that each claims its fair share of the agents.
+    R"sql(
+CREATE TABLE verifiers (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  seen_until BIGINT NOT NULL
+);
+)sql",
 };
 
-constexpr std::string_view kSqliteClaimDue =
-    "UPDATE agents SET owner = $1, lease_until = $3 WHERE id IN (SELECT id FROM agents"
-    " WHERE next_due <= $2 AND (owner = '' OR owner = $1 OR lease_until <= $2)"
-    " ORDER BY next_due, id LIMIT $4) RETURNING " CTRUST_AGENT_COLUMNS;
+// $1 owner, $2 now, $3 the new lease_until, $4 the limit. kClaimOwn renews the owner's
+// due agents; kClaimFree takes due agents that are unowned or whose lease expired.
+#define CTRUST_CLAIM_OWN "next_due <= $2 AND owner = $1"
+#define CTRUST_CLAIM_FREE "next_due <= $2 AND owner <> $1 AND (owner = '' OR lease_until <= $2)"
+#define CTRUST_SQLITE_CLAIM(WHERE)                                                                 \
+  "UPDATE agents SET owner = $1, lease_until = $3 WHERE id IN (SELECT id FROM agents WHERE " WHERE \
+  " ORDER BY next_due, id LIMIT $4) RETURNING " CTRUST_AGENT_COLUMNS
 
 // SKIP LOCKED: rows another verifier is claiming right now are passed over instead of
 // waited for; under READ COMMITTED the conditions are rechecked on the row's latest version,
 // so a row claimed and committed meanwhile no longer qualifies.
-constexpr std::string_view kPostgresClaimDue =
-    "WITH due AS (SELECT id FROM agents"
-    " WHERE next_due <= $2 AND (owner = '' OR owner = $1 OR lease_until <= $2)"
-    " ORDER BY next_due, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-    " UPDATE agents AS a SET owner = $1, lease_until = $3 FROM due WHERE a.id = due.id"
-    " RETURNING a.id, a.url, a.identity, a.state, a.status, a.registered_at, a.updated_at,"
-    " a.next_due, a.owner, a.lease_until";
+#define CTRUST_POSTGRES_CLAIM(WHERE)                                                      \
+  "WITH due AS (SELECT id FROM agents WHERE " WHERE                                       \
+  " ORDER BY next_due, id LIMIT $4 FOR UPDATE SKIP LOCKED)"                               \
+  " UPDATE agents AS a SET owner = $1, lease_until = $3 FROM due WHERE a.id = due.id"     \
+  " RETURNING a.id, a.url, a.identity, a.state, a.status, a.registered_at, a.updated_at," \
+  " a.next_due, a.owner, a.lease_until"
 
 }  // namespace
 
@@ -181,10 +197,34 @@ std::string_view statement_sql(Stmt stmt, Dialect dialect) {
       return "DELETE FROM agents WHERE id = $1";
     case Stmt::kAgentExists:
       return "SELECT 1 FROM agents WHERE id = $1";
-    case Stmt::kClaimDue:
-      return pg ? kPostgresClaimDue : kSqliteClaimDue;
+    case Stmt::kClaimOwn:
+      return pg ? CTRUST_POSTGRES_CLAIM(CTRUST_CLAIM_OWN) : CTRUST_SQLITE_CLAIM(CTRUST_CLAIM_OWN);
+    case Stmt::kClaimFree:
+      return pg ? CTRUST_POSTGRES_CLAIM(CTRUST_CLAIM_FREE) : CTRUST_SQLITE_CLAIM(CTRUST_CLAIM_FREE);
     case Stmt::kRelease:
       return "UPDATE agents SET owner = '', lease_until = 0 WHERE owner = $1";
+    case Stmt::kHeartbeat:
+      return "INSERT INTO verifiers (id, seen_until) VALUES ($1, $2)"
+             " ON CONFLICT (id) DO UPDATE SET seen_until = excluded.seen_until";
+    case Stmt::kForgetVerifier:
+      return "DELETE FROM verifiers WHERE id = $1";
+    case Stmt::kForgetStaleVerifiers:
+      return "DELETE FROM verifiers WHERE seen_until < $1";
+    // $1 owner, $2 now: the verifiers alive, the agents, the agents the owner holds, and the
+    // verifier alive that holds the fewest (how many, and its id; the owner on a tie).
+    case Stmt::kShare:
+      return "SELECT (SELECT count(*) FROM verifiers WHERE seen_until > $2),"
+             " (SELECT count(*) FROM agents),"
+             " (SELECT count(*) FROM agents WHERE owner = $1),"
+             " n, id FROM (SELECT v.id, (SELECT count(*) FROM agents a WHERE a.owner = v.id) AS n"
+             " FROM verifiers v WHERE v.seen_until > $2) AS alive"
+             " ORDER BY n, CASE WHEN id = $1 THEN 0 ELSE 1 END, id LIMIT 1";
+    // $1 owner, $2 now, $3 how many, $4 to whom, $5 its lease_until: hands that many of the
+    // owner's agents that are not due (not in flight: their attestation was saved) to
+    // another verifier, the ones attested last first.
+    case Stmt::kHandOver:
+      return "UPDATE agents SET owner = $4, lease_until = $5 WHERE id IN (SELECT id FROM agents"
+             " WHERE owner = $1 AND next_due > $2 ORDER BY next_due DESC, id DESC LIMIT $3)";
     case Stmt::kUpdateAgentResult:
       return "UPDATE agents SET state = $2, status = $3, updated_at = $4, next_due = $5"
              " WHERE id = $1 AND ($6 = '' OR owner = $6)";

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include "store/sql.h"
@@ -28,6 +30,9 @@ template <typename... A>
 std::array<Param, sizeof...(A)> params(const A&... a) {
   return {to_param(a)...};
 }
+
+// A verifier whose heartbeat is older than this is removed from the table.
+constexpr std::int64_t kForgetVerifiersAfter = 86400;
 
 std::int64_t clamp_limit(std::size_t limit) {
   return limit > static_cast<std::size_t>(kInt64Max) ? kInt64Max : static_cast<std::int64_t>(limit);
@@ -367,15 +372,23 @@ class SqlStore final : public Store {
                                           std::int64_t lease_seconds, std::size_t limit) override {
     return named("claim_due", [&]() -> Result<std::vector<AgentRow>> {
       CTRUST_TRY(check_key("owner", owner));
-      if (lease_seconds <= 0 || now > kInt64Max - lease_seconds) {
-        return Error(Errc::kInvalidArgument, "lease of " + std::to_string(lease_seconds) +
-                                                 " seconds from " + std::to_string(now) +
-                                                 " is not positive or overflows");
-      }
+      CTRUST_TRY(check_lease(now, lease_seconds));
+      const std::int64_t until = now + lease_seconds;
+      CTRUST_TRY(heartbeat(owner, now, until));
       if (limit == 0) return std::vector<AgentRow>();
-      CTRUST_ASSIGN_OR_RETURN(
-          std::vector<Row> rows,
-          query(Stmt::kClaimDue, params(owner, now, now + lease_seconds, clamp_limit(limit))));
+      CTRUST_ASSIGN_OR_RETURN(Share share, fair_share(owner, now));
+      const std::int64_t max = clamp_limit(limit);
+      CTRUST_ASSIGN_OR_RETURN(std::vector<Row> rows,
+                              query(Stmt::kClaimOwn, params(owner, now, until, max)));
+      // Agents nobody holds: only up to the share.
+      const std::int64_t room = std::min<std::int64_t>(max - static_cast<std::int64_t>(rows.size()),
+                                                       share.share - share.held);
+      if (room > 0) {
+        CTRUST_ASSIGN_OR_RETURN(std::vector<Row> more,
+                                query(Stmt::kClaimFree, params(owner, now, until, room)));
+        rows.insert(rows.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+      }
       CTRUST_ASSIGN_OR_RETURN(std::vector<AgentRow> agents, decode_all(rows, decode_agent));
       // RETURNING gives no order.
       std::sort(agents.begin(), agents.end(), [](const AgentRow& a, const AgentRow& b) {
@@ -385,10 +398,36 @@ class SqlStore final : public Store {
     });
   }
 
+  Result<std::int64_t> shed(const std::string& owner, std::int64_t now,
+                            std::int64_t lease_seconds) override {
+    return named("shed", [&]() -> Result<std::int64_t> {
+      CTRUST_TRY(check_key("owner", owner));
+      CTRUST_TRY(check_lease(now, lease_seconds));
+      CTRUST_TRY(heartbeat(owner, now, now + lease_seconds));
+      CTRUST_ASSIGN_OR_RETURN(Share share, fair_share(owner, now));
+      if (share.fewest_id == owner || share.held - share.fewest < 2) return std::int64_t{0};
+      // To the verifier that holds the fewest, as many as neither goes past the other (nor,
+      // when this one is above its share, past the share): the next call sees the new counts.
+      std::int64_t n = (share.held - share.fewest) / 2;
+      if (share.held > share.share) n = std::max(n, share.held - share.share);
+      n = std::min(n, share.share - share.fewest);
+      if (n <= 0) return std::int64_t{0};
+      // The receiver's lease is the one it would take itself; if it died meanwhile the
+      // agents are free again when that runs out, as after any crash.
+      return changes(Stmt::kHandOver,
+                     params(owner, now, n, std::string_view(share.fewest_id), now + lease_seconds));
+    });
+  }
+
   Result<void> release(const std::string& owner) override {
     return named("release", [&]() -> Result<void> {
       CTRUST_TRY(check_key("owner", owner));
-      return execute(Stmt::kRelease, params(owner));
+      CTRUST_TRY(execute(Stmt::kRelease, params(owner)));
+      {
+        std::lock_guard lock(beat_mutex_);
+        beats_.erase(owner);
+      }
+      return execute(Stmt::kForgetVerifier, params(owner));
     });
   }
 
@@ -644,6 +683,55 @@ class SqlStore final : public Store {
     return rows;
   }
 
+  struct Share {
+    std::int64_t share = 0;   // ceil(agents / verifiers alive)
+    std::int64_t held = 0;    // the agents the owner holds
+    std::int64_t fewest = 0;  // the fewest agents a verifier alive holds
+    std::string fewest_id;    // that verifier (the owner itself on a tie)
+  };
+
+  // The owner must have a heartbeat (it is alive, so the query has a row).
+  Result<Share> fair_share(const std::string& owner, std::int64_t now) {
+    CTRUST_ASSIGN_OR_RETURN(std::vector<Row> rows, query(Stmt::kShare, params(owner, now)));
+    std::array<const std::int64_t*, 4> n{};
+    const std::string* id = nullptr;
+    if (rows.size() == 1 && rows[0].size() == n.size() + 1) {
+      for (std::size_t i = 0; i < n.size(); ++i) n[i] = std::get_if<std::int64_t>(&rows[0][i]);
+      id = std::get_if<std::string>(&rows[0][n.size()]);
+    }
+    if (id == nullptr ||
+        std::any_of(n.begin(), n.end(), [](const std::int64_t* v) { return v == nullptr; })) {
+      return Error(Errc::kFormat, "counting the verifiers and their agents gave no numbers");
+    }
+    const std::int64_t live = std::max<std::int64_t>(*n[0], 1);
+    return Share{(*n[1] + live - 1) / live, *n[2], *n[3], *id};
+  }
+
+  static Result<void> check_lease(std::int64_t now, std::int64_t lease_seconds) {
+    if (lease_seconds <= 0 || now > kInt64Max - lease_seconds) {
+      return Error(Errc::kInvalidArgument, "lease of " + std::to_string(lease_seconds) +
+                                               " seconds from " + std::to_string(now) +
+                                               " is not positive or overflows");
+    }
+    return ok_result();
+  }
+
+  // Says that `owner` is alive until `until`, at most once a second per owner; verifiers
+  // silent for a day are forgotten.
+  Result<void> heartbeat(const std::string& owner, std::int64_t now, std::int64_t until) {
+    {
+      std::lock_guard lock(beat_mutex_);
+      auto it = beats_.find(owner);
+      if (it != beats_.end() && now - it->second < 1 && now >= it->second) return ok_result();
+    }
+    CTRUST_TRY(execute(Stmt::kHeartbeat, params(owner, until)));
+    CTRUST_TRY(execute(Stmt::kForgetStaleVerifiers, params(now - kForgetVerifiersAfter)));
+    std::lock_guard lock(beat_mutex_);
+    if (beats_.size() > 1024) beats_.clear();  // owners are a few names; bounded anyway
+    beats_[owner] = now;
+    return ok_result();
+  }
+
   Result<std::int64_t> changes(Stmt stmt, std::span<const Param> p) {
     std::int64_t n = 0;
     CTRUST_TRY(db_->with_connection([&](Connection& c) -> Result<void> {
@@ -670,6 +758,8 @@ class SqlStore final : public Store {
   }
 
   std::unique_ptr<Database> db_;
+  std::mutex beat_mutex_;
+  std::map<std::string, std::int64_t> beats_;  // owner -> the second of its last heartbeat
 };
 
 }  // namespace

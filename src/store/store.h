@@ -29,7 +29,7 @@
 namespace ctrust::store {
 
 // The schema this build writes; a database with a higher version is refused.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 // Nesting limit for the JSON members, on write and on read.
 inline constexpr std::size_t kMaxJsonDepth = 64;
 inline constexpr std::size_t kMaxAgentIdLen = 128;
@@ -102,11 +102,22 @@ class Store {
   // next_due <= now and that are unowned, owned by `owner`, or whose lease expired
   // (lease_until <= now), ordered by (next_due, id), and atomically sets owner = `owner` and
   // lease_until = now + lease_seconds on them: two verifiers never get the same agent while
-  // a lease holds.
+  // a lease holds. Each call also says that `owner` is alive until now + lease_seconds (the
+  // verifiers table; with `limit` 0 that is all it does). Agents nobody holds are taken only
+  // up to `owner`'s fair share, ceil(agents / verifiers alive).
   virtual Result<std::vector<AgentRow>> claim_due(const std::string& owner, std::int64_t now,
                                                   std::int64_t lease_seconds,
                                                   std::size_t limit) = 0;
-  virtual Result<void> release(const std::string& owner) = 0;  // drops all leases of owner
+  // Hands agents to the verifier alive that holds the fewest, so that they share them
+  // fairly: when `owner` holds two or more than it, about half the difference (at least what
+  // `owner` holds above its share; never more than takes the receiver past its share). Only
+  // agents not due are handed over (their attestation is saved, none is in flight), the
+  // ones attested last first, with the lease the receiver would take itself. Also a
+  // heartbeat, as claim_due. Returns how many it handed over.
+  virtual Result<std::int64_t> shed(const std::string& owner, std::int64_t now,
+                                    std::int64_t lease_seconds) = 0;
+  // Drops all leases of `owner` and its heartbeat (a clean stop: its share goes at once).
+  virtual Result<void> release(const std::string& owner) = 0;
 
   // One attestation's results, in one transaction: the agent's new state, status,
   // updated_at and next_due (its other fields are left alone); the containers given

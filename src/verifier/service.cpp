@@ -828,6 +828,13 @@ void VerifierImpl::scheduler_loop() {
       std::size_t cap = std::size_t{config_.concurrency} * 2;
       room = busy >= cap ? 0 : cap - busy;
     }
+    // Every tick, busy or not: the heartbeat, and agents above this instance's share given
+    // back when another verifier comes up.
+    if (auto shed = store_->shed(instance_, now_seconds(), config_.lease); !shed) {
+      spdlog::error("sharing agents: {}", shed.error().message());
+    } else if (*shed > 0) {
+      spdlog::info("handed {} agent(s) to the verifier that holds the fewest (fair shares)", *shed);
+    }
     if (room > 0) {
       std::uint64_t claim_seq = 0;
       {

@@ -44,7 +44,6 @@ VERIFIER_PID=""
 HOOK_PID=""
 MOUNTS=()
 CONTAINERS=()
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 APORT=$(free_port)
 VPORT=$(free_port)
 HPORT=$(free_port)
@@ -82,18 +81,7 @@ for mode in enforce measure; do
 done
 
 # --- a webhook receiver ----------------------------------------------------------------------
-cat >"$WORK/hook.py" <<'EOF'
-import http.server, sys
-out = open(sys.argv[2], "a")
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        out.write(self.rfile.read(n).decode() + "\n"); out.flush()
-        self.send_response(204); self.end_headers()
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-EOF
-/usr/bin/python3 "$WORK/hook.py" "$HPORT" "$WORK/webhooks.jsonl" &
+/usr/bin/python3 "$CTRUST_TESTS/cli/helpers/webhook_sink.py" "$HPORT" "$WORK/webhooks.jsonl" &
 HOOK_PID=$!
 
 # --- the verifier --------------------------------------------------------------------------

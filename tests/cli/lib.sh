@@ -41,6 +41,9 @@ check_eq() {
   fi
 }
 
+# A TCP port on 127.0.0.1 that is free now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 finish() {
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]

@@ -283,8 +283,10 @@ TEST_P(StoreTest, ClaimDueTakesDueAgentsThatAreFreeOwnedOrExpired) {
   EXPECT_EQ(free->lease_until, 0);
   EXPECT_EQ(must(store_->get_agent("expired"))->owner, "v3");
   EXPECT_EQ(must(store_->get_agent("held"))->owner, "v2");
+  // v2 is alive (its heartbeat runs to 2000), so v3's share is 3 of the 6 agents: the one
+  // it holds and two more, the earliest due first.
   EXPECT_EQ(ids_of(must(store_->claim_due("v3", 1030, 30, 10))),
-            (std::vector<std::string>{"expired", "free", "mine", "due-now"}));
+            (std::vector<std::string>{"expired", "free", "mine"}));
 
   EXPECT_TRUE(must(store_->claim_due("v4", 5000, 30, 0)).empty());
   for (const auto& r : {store_->claim_due("", 1000, 30, 1), store_->claim_due("v1", 1000, 0, 1),
@@ -293,6 +295,66 @@ TEST_P(StoreTest, ClaimDueTakesDueAgentsThatAreFreeOwnedOrExpired) {
     EXPECT_EQ(r.error().code(), Errc::kInvalidArgument);
   }
   EXPECT_FALSE(store_->release("").ok());
+}
+
+// Each verifier takes agents nobody holds only up to ceil(agents / verifiers alive); one
+// that holds two or more than another hands it agents (never one that is due, so never one
+// in flight); a dead one's agents are shared once its heartbeat and leases run out.
+TEST_P(StoreTest, EachVerifierClaimsItsFairShare) {
+  for (int i = 0; i < 6; ++i) must(store_->put_agent(make_agent("a" + std::to_string(i), 0)));
+  auto held = [&](const std::string& owner) {
+    int n = 0;
+    for (const AgentRow& a : must(store_->list_agents())) n += a.owner == owner ? 1 : 0;
+    return n;
+  };
+  // Claims and "attests" (saves with next_due = `next`), as the verifier loop does.
+  auto claim = [&](const std::string& owner, std::int64_t now, std::int64_t next) {
+    auto got = must(store_->claim_due(owner, now, 60, 10));
+    for (AgentRow a : got) {
+      a.next_due = next;
+      std::vector<VerdictEvent> events;
+      must(store_->save_attestation(a, owner, {}, {}, events));
+    }
+    return got.size();
+  };
+  EXPECT_EQ(claim("v1", 100, 101), 6U);             // alone: all of them
+  EXPECT_EQ(claim("v2", 100, 101), 0U);             // v1's leases hold
+  EXPECT_EQ(must(store_->shed("v1", 100, 60)), 3);  // half of them to v2
+  EXPECT_EQ(held("v1"), 3);
+  EXPECT_EQ(held("v2"), 3);
+  EXPECT_EQ(must(store_->get_agent("a0"))->lease_until, 160);  // v2's lease, not v1's
+  EXPECT_EQ(must(store_->shed("v1", 100, 60)), 0);
+  EXPECT_EQ(must(store_->shed("v2", 100, 60)), 0);
+  EXPECT_EQ(claim("v1", 101, 102), 3U);
+  EXPECT_EQ(claim("v2", 101, 102), 3U);  // its own now
+  // A third comes up: 2 each, one from each of the others.
+  EXPECT_EQ(claim("v3", 101, 102), 0U);
+  EXPECT_EQ(must(store_->shed("v1", 101, 60)), 1);
+  EXPECT_EQ(must(store_->shed("v2", 101, 60)), 1);
+  for (const char* v : {"v1", "v2", "v3"}) {
+    EXPECT_EQ(claim(v, 102, 103), 2U) << v;
+    EXPECT_EQ(must(store_->shed(v, 102, 60)), 0) << v;
+  }
+  // A due agent is never handed over (it may be in flight): v1's are due at 103.
+  EXPECT_TRUE(must(store_->claim_due("v4", 103, 60, 0)).empty());  // v4 is alive, holds 0
+  EXPECT_EQ(must(store_->shed("v1", 103, 60)), 0);
+  EXPECT_EQ(must(store_->shed("v1", 102, 60)), 1);  // not due yet at 102: one to v4
+  EXPECT_EQ(held("v4"), 1);
+  must(store_->release("v4"));           // v4 stops: its agent is free, its share gone
+  EXPECT_EQ(claim("v1", 103, 200), 2U);  // its own, and the free one
+  // v3 dies (its last heartbeat and leases run to 162); at 162 the others share its two.
+  EXPECT_EQ(claim("v2", 103, 200), 2U);
+  EXPECT_EQ(claim("v1", 161, 200), 0U);
+  EXPECT_EQ(claim("v1", 162, 200), 1U);
+  EXPECT_EQ(claim("v2", 162, 200), 1U);
+  EXPECT_EQ(held("v1"), 3);
+  EXPECT_EQ(held("v2"), 3);
+  EXPECT_EQ(held("v3"), 0);
+  // v2 stops cleanly: its agents and its share go to v1 at once.
+  must(store_->release("v2"));
+  EXPECT_EQ(must(store_->claim_due("v1", 200, 60, 10)).size(), 6U);
+  EXPECT_FALSE(store_->shed("", 200, 60).ok());
+  EXPECT_FALSE(store_->shed("v1", 200, 0).ok());
 }
 
 TEST_P(StoreTest, SaveAttestationWritesTheResultsTogether) {
@@ -626,6 +688,11 @@ TEST_P(StoreTest, ConcurrentUseFromEightThreads) {
       ADD_FAILURE() << "thread " << t << ": " << e.what();
     }
   };
+  // All eight are alive from the start, so that their shares (ceil(agents / 8)) are known
+  // while they claim.
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_TRUE(must(store_->claim_due("v" + std::to_string(t), 100, 3600, 0)).empty());
+  }
   std::vector<std::thread> threads;
   threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
@@ -647,6 +714,13 @@ TEST_P(StoreTest, TwoStoresNeverHandOutTheSameAgent) {
   std::mutex mu;
   std::map<std::string, std::vector<std::string>> owners_of;
   std::atomic<int> errors{0};
+  // All eight are alive from the start: each may take up to ceil(300 / 8) = 38.
+  for (int v = 0; v < 2; ++v) {
+    for (int t = 0; t < 4; ++t) {
+      const std::string owner = "verifier" + std::to_string(v) + "-" + std::to_string(t);
+      EXPECT_TRUE(must(store_->claim_due(owner, kNow, 3600, 0)).empty());
+    }
+  }
   std::vector<std::thread> threads;
   threads.reserve(8);
   for (int s = 0; s < 2; ++s) {
