@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "agent/agent_impl.h"
@@ -31,6 +32,14 @@ Result<json> AgentImpl::create(const json& request) {
     return Error(Errc::kInvalidArgument, "the OCI state has no pid: run the hook at createRuntime");
   }
   std::lock_guard create_lock(create_mutex_);
+  // Where a start's time goes, for the debug log (docs/PERFORMANCE.md, container start).
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::pair<const char*, double>> took;
+  auto lap = [&, last = t0](const char* what) mutable {
+    auto now = std::chrono::steady_clock::now();
+    took.emplace_back(what, std::chrono::duration<double, std::milli>(now - last).count());
+    last = now;
+  };
   if (containers_.find(state.id)) {
     return Error(Errc::kInvalidArgument, "container " + state.id + " is already registered");
   }
@@ -73,6 +82,7 @@ Result<json> AgentImpl::create(const json& request) {
   auto manifest = image::manifest_from_directory(c->rootfs, mo);
   if (!manifest) return std::move(manifest).error().with_context("image digest of " + c->rootfs);
   CTRUST_ASSIGN_OR_RETURN(c->image, manifest->digest());
+  lap("image digest");
   {
     std::lock_guard lock(policies_mutex_);
     // The policy that applies without the annotation: one listing the image, else the
@@ -138,6 +148,7 @@ Result<json> AgentImpl::create(const json& request) {
   // vTPM, then the log with its first entries, then the host record, then the marks.
   wait_teardown(c->id);  // a container of this name that just stopped still has its vTPM
   CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->create(c->id));
+  lap("vTPM");
   auto undo_vtpm = [&] { (void)vtpms_->destroy(c->id); };
   std::string dir = config_.containers_dir() + "/" + c->id;
   auto prepared = [&]() -> Result<void> {
@@ -151,6 +162,7 @@ Result<json> AgentImpl::create(const json& request) {
     CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(c->vtpm.tcti));
     CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(c->log_path, std::move(vtpm)));
     c->log = std::make_unique<ContainerLog>(std::move(log));
+    lap("log open");
     std::vector<imalog::Entry> first;
     crypto::Digest aggregate;
     {
@@ -158,6 +170,7 @@ Result<json> AgentImpl::create(const json& request) {
       CTRUST_ASSIGN_OR_RETURN(aggregate,
                               boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
     }
+    lap("boot_aggregate");
     CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba,
                             boot_aggregate_entry(aggregate, crypto::HashAlg::kSha1));
     first.push_back(std::move(ba));
@@ -170,6 +183,7 @@ Result<json> AgentImpl::create(const json& request) {
       first.push_back(std::move(pol));
     }
     CTRUST_TRY(c->log->append(first));
+    lap("first entries");
     c->guard = std::make_unique<ExecGuard>(c->policy ? &*c->policy->compiled : nullptr, c->mode,
                                            c->log.get(), c->rootfs);
     CTRUST_TRY(host_record("ctrust:container-created",
@@ -181,18 +195,22 @@ Result<json> AgentImpl::create(const json& request) {
                             {"vtpm_ak_name", c->vtpm.ak_name},
                             {"vtpm_ek_name", c->vtpm.ek_name},
                             {"time", c->created}}));
+    lap("host record");
     // Registered before marking, so that the first event finds its container.
     if (!containers_.add(c)) {
       return Error(Errc::kInvalidArgument, "container " + c->id + " is already registered");
     }
     CTRUST_TRY(mark_container(*c, config, false));
     register_marks(c);
+    lap("marks");
     if (config_.bpf) {
       if (auto g = gate(*c); !g) return std::move(g).error().with_context("the exec gate");
     }
+    lap("gate");
     CTRUST_TRY(write_file_atomic(dir + "/container.json",
                                  as_bytes(container_json(*c).dump(2) + "\n"), 0600));
     CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
+    lap("files");
     return ok_result();
   }();
   if (!prepared) {
@@ -205,6 +223,14 @@ Result<json> AgentImpl::create(const json& request) {
   spdlog::info("{}: registered, mode {}, image sha256:{}, policy {}, {} marks", c->id,
                policy::mode_name(c->mode), c->image.hex(), c->policy ? c->policy->name : "none",
                c->marks.size());
+  if (spdlog::should_log(spdlog::level::debug)) {
+    std::string parts;
+    for (const auto& [what, ms] : took) parts += fmt::format(", {} {:.2f}", what, ms);
+    spdlog::debug(
+        "{}: registered in {:.2f} ms{}", c->id,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        parts);
+  }
   return json{{"ok", true}, {"container", container_json(*c)}};
 }
 

@@ -12,6 +12,9 @@ namespace {
 
 // A whole record always fits: header, the largest template name and template data.
 constexpr std::size_t kBufferSize = 2 * kMaxTemplateDataLen + 4096;
+// The buffer starts this small and grows as records need: zeroing 2 MiB for a log of a few
+// records cost a container start milliseconds (docs/PERFORMANCE.md, container start).
+constexpr std::size_t kInitialBuffer = 64 * 1024;
 
 bool plausible_name(ByteView name) {
   return find_template(std::string_view(reinterpret_cast<const char*>(name.data()), name.size())) !=
@@ -47,7 +50,6 @@ Result<BinaryReader> BinaryReader::open(const std::string& path,
 Result<BinaryReader> BinaryReader::from_fd(UniqueFd fd, std::optional<BinaryFormat> format) {
   BinaryReader r;
   r.fd_ = std::move(fd);
-  r.buffer_.resize(kBufferSize);
   CTRUST_TRY(r.init(format));
   return r;
 }
@@ -86,6 +88,10 @@ Result<bool> BinaryReader::ensure(std::size_t n) {
   // Compact what is left to the front of the buffer and refill behind it.
   std::size_t left = window_.size() - cursor_;
   if (left > 0) std::memmove(buffer_.data(), window_.data() + cursor_, left);
+  if (buffer_.size() < n || buffer_.size() < kInitialBuffer) {
+    buffer_.resize(
+        std::min(std::max({n, kInitialBuffer, 2 * buffer_.size()}), std::max(n, kBufferSize)));
+  }
   std::size_t have = left;
   while (have < n && !eof_) {
     auto got = pread_full(fd_.get(), std::span(buffer_.data() + have, buffer_.size() - have),
