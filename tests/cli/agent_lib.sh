@@ -46,14 +46,7 @@ EOF
 start_agent() {
   "$CTRUSTD" --config "$WORK/ctrustd.toml" >>"$WORK/ctrustd.log" 2>&1 &
   AGENT_PID=$!
-  for _ in $(seq 200); do
-    "$CTRUST" ps --socket "$SOCK" >/dev/null 2>&1 && return 0
-    kill -0 "$AGENT_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ctrustd did not start:" >&2
-  tail -20 "$WORK/ctrustd.log" >&2
-  return 1
+  wait_ready ctrustd "$AGENT_PID" "$WORK/ctrustd.log" "$CTRUST" ps --socket "$SOCK"
 }
 
 # --- bundles -----------------------------------------------------------------------------

@@ -118,27 +118,12 @@ EOF
 start_verifier() {
   "$CTRUST_VERIFIER" --config "$WORK/verifier.toml" "$@" >>"$WORK/verifier.log" 2>&1 &
   VERIFIER_PID=$!
-  for _ in $(seq 200); do
-    [ -f "$VSTATE/tls/client.pem" ] && curl -s --cacert "$VSTATE/tls/ca.pem" --cert "$VSTATE/tls/client.pem" \
-      --key "$VSTATE/tls/client.key" "$VURL/v1/health" >/dev/null 2>&1 && return 0
-    kill -0 "$VERIFIER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ctrust-verifier did not start:" >&2
-  tail -20 "$WORK/verifier.log" >&2
-  return 1
+  wait_ready ctrust-verifier "$VERIFIER_PID" "$WORK/verifier.log" verifier_up "$VSTATE" "$VURL"
 }
 start_agent() {
   "$CTRUSTD" --config "$WORK/ctrustd.toml" >>"$WORK/ctrustd.log" 2>&1 &
   AGENT_PID=$!
-  for _ in $(seq 300); do
-    "$CTRUST" ps --socket "$SOCK" >/dev/null 2>&1 && return 0
-    kill -0 "$AGENT_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ctrustd did not start:" >&2
-  tail -20 "$WORK/ctrustd.log" >&2
-  return 1
+  wait_ready ctrustd "$AGENT_PID" "$WORK/ctrustd.log" "$CTRUST" ps --socket "$SOCK"
 }
 V=("$CTRUST" verifier --url "$VURL" --verifier-state "$VSTATE")
 start_verifier

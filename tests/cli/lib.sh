@@ -41,6 +41,27 @@ check_eq() {
   fi
 }
 
+# wait_ready WHAT PID LOG CMD...: waits up to 15 s for CMD to succeed while process PID
+# lives; if it does not, prints LOG's tail and fails.
+wait_ready() {
+  local what=$1 pid=$2 log=$3
+  shift 3
+  for _ in $(seq 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$what did not start:" >&2
+  tail -20 "$log" >&2
+  return 1
+}
+
+# verifier_up STATE URL: the verifier of state directory STATE answers /v1/health at URL.
+verifier_up() {
+  [ -f "$1/tls/client.pem" ] &&
+    curl -sf --cacert "$1/tls/ca.pem" --cert "$1/tls/client.pem" --key "$1/tls/client.key" "$2/v1/health"
+}
+
 # A TCP port on 127.0.0.1 that is free now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -106,15 +106,7 @@ urls = ["http://127.0.0.1:$HPORT/events"]
 EOF
   "$CTRUST_VERIFIER" --config "$WORK/$v.toml" >>"$WORK/$v.log" 2>&1 &
   VPID[$v]=$!
-  for _ in $(seq 300); do
-    [ -f "$WORK/$v/tls/client.pem" ] && curl -s --cacert "$WORK/$v/tls/ca.pem" --cert "$WORK/$v/tls/client.pem" \
-      --key "$WORK/$v/tls/client.key" "https://127.0.0.1:${VPORT[$v]}/v1/health" >/dev/null 2>&1 && return 0
-    kill -0 "${VPID[$v]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ctrust-verifier $v did not start:" >&2
-  tail -20 "$WORK/$v.log" >&2
-  return 1
+  wait_ready "ctrust-verifier $v" "${VPID[$v]}" "$WORK/$v.log" verifier_up "$WORK/$v" "https://127.0.0.1:${VPORT[$v]}"
 }
 check "verifier v1 starts on PostgreSQL" start_verifier v1
 for v in v2 v3; do
@@ -128,14 +120,7 @@ start_agent() {  # NAME
   local a=$1
   "$CTRUSTD" --config "$WORK/$a/ctrustd.toml" >>"$WORK/$a/ctrustd.log" 2>&1 &
   AGENT_PID[$a]=$!
-  for _ in $(seq 300); do
-    "$CTRUST" ps --socket "$WORK/$a/ctrustd.sock" >/dev/null 2>&1 && return 0
-    kill -0 "${AGENT_PID[$a]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ctrustd $a did not start:" >&2
-  tail -20 "$WORK/$a/ctrustd.log" >&2
-  return 1
+  wait_ready "ctrustd $a" "${AGENT_PID[$a]}" "$WORK/$a/ctrustd.log" "$CTRUST" ps --socket "$WORK/$a/ctrustd.sock"
 }
 V=("$CTRUST" verifier --url "https://127.0.0.1:${VPORT[v1]}" --verifier-state "$WORK/v1")
 for a in "${AGENTS[@]}"; do
