@@ -14,7 +14,7 @@ namespace {
 constexpr std::size_t kBufferSize = 2 * kMaxTemplateDataLen + 4096;
 // The buffer starts this small and grows as records need: zeroing 2 MiB for a log of a few
 // records cost a container start milliseconds (docs/PERFORMANCE.md, container start).
-constexpr std::size_t kInitialBuffer = 64 * 1024;
+constexpr std::size_t kInitialBuffer = std::size_t{64} * 1024;
 
 bool plausible_name(ByteView name) {
   return find_template(std::string_view(reinterpret_cast<const char*>(name.data()), name.size())) !=
