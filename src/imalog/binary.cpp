@@ -88,9 +88,9 @@ Result<bool> BinaryReader::ensure(std::size_t n) {
   // Compact what is left to the front of the buffer and refill behind it.
   std::size_t left = window_.size() - cursor_;
   if (left > 0) std::memmove(buffer_.data(), window_.data() + cursor_, left);
-  if (buffer_.size() < n || buffer_.size() < kInitialBuffer) {
-    buffer_.resize(
-        std::min(std::max({n, kInitialBuffer, 2 * buffer_.size()}), std::max(n, kBufferSize)));
+  if (buffer_.empty() || buffer_.size() < n) {
+    // Doubled as records need, up to kBufferSize (which holds any whole record).
+    buffer_.resize(std::max({n, kInitialBuffer, std::min(2 * buffer_.size(), kBufferSize)}));
   }
   std::size_t have = left;
   while (have < n && !eof_) {

@@ -84,6 +84,7 @@ CREATE TABLE verifiers (
   id TEXT NOT NULL PRIMARY KEY,
   seen_until INTEGER NOT NULL
 ) STRICT;
+CREATE INDEX agents_by_owner ON agents (owner);
 )sql",
 };
 
@@ -146,6 +147,7 @@ CREATE TABLE verifiers (
   id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
   seen_until BIGINT NOT NULL
 );
+CREATE INDEX agents_by_owner ON agents (owner);
 )sql",
 };
 

@@ -820,6 +820,7 @@ Result<json> VerifierImpl::attest_now(const std::string& id) {
 // --- the loop -----------------------------------------------------------------------------
 
 void VerifierImpl::scheduler_loop() {
+  std::int64_t last_shed = 0;
   while (!stopping_) {
     std::size_t room = 0;
     {
@@ -828,12 +829,16 @@ void VerifierImpl::scheduler_loop() {
       std::size_t cap = std::size_t{config_.concurrency} * 2;
       room = busy >= cap ? 0 : cap - busy;
     }
-    // Every tick, busy or not: the heartbeat, and agents above this instance's share given
-    // back when another verifier comes up.
-    if (auto shed = store_->shed(instance_, now_seconds(), config_.lease); !shed) {
-      spdlog::error("sharing agents: {}", shed.error().message());
-    } else if (*shed > 0) {
-      spdlog::info("handed {} agent(s) to the verifier that holds the fewest (fair shares)", *shed);
+    // Once a second, busy or not: the heartbeat, and agents handed to a verifier that holds
+    // fewer (one came up). Counting every verifier's agents is not for every tick.
+    if (std::int64_t now = now_seconds(); now != last_shed) {
+      last_shed = now;
+      if (auto shed = store_->shed(instance_, now, config_.lease); !shed) {
+        spdlog::error("sharing agents: {}", shed.error().message());
+      } else if (*shed > 0) {
+        spdlog::info("handed {} agent(s) to the verifier that holds the fewest (fair shares)",
+                     *shed);
+      }
     }
     if (room > 0) {
       std::uint64_t claim_seq = 0;

@@ -357,6 +357,18 @@ TEST_P(StoreTest, EachVerifierClaimsItsFairShare) {
   EXPECT_FALSE(store_->shed("v1", 200, 0).ok());
 }
 
+// Without its heartbeat table (a damaged database) a claim or a hand-over is an error, and
+// no agent changes hands.
+TEST_P(StoreTest, ClaimAndShedFailWithoutTheVerifiersTable) {
+  must(store_->put_agent(make_agent("a1", 0)));
+  backend_->exec("DROP TABLE verifiers");
+  auto claimed = store_->claim_due("v1", 100, 60, 10);
+  ASSERT_FALSE(claimed.ok());
+  EXPECT_THAT(claimed.error().message(), HasSubstr("claim_due"));
+  EXPECT_FALSE(store_->shed("v1", 100, 60).ok());
+  EXPECT_EQ(must(store_->get_agent("a1"))->owner, "");
+}
+
 TEST_P(StoreTest, SaveAttestationWritesTheResultsTogether) {
   must(store_->put_agent(make_agent("a1", 0)));
   ASSERT_EQ(must(store_->claim_due("v1", 10, 60, 5)).size(), 1U);
