@@ -820,7 +820,6 @@ Result<json> VerifierImpl::attest_now(const std::string& id) {
 // --- the loop -----------------------------------------------------------------------------
 
 void VerifierImpl::scheduler_loop() {
-  std::int64_t last_shed = 0;
   while (!stopping_) {
     std::size_t room = 0;
     {
@@ -829,16 +828,14 @@ void VerifierImpl::scheduler_loop() {
       std::size_t cap = std::size_t{config_.concurrency} * 2;
       room = busy >= cap ? 0 : cap - busy;
     }
-    // Once a second, busy or not: the heartbeat, and agents handed to a verifier that holds
-    // fewer (one came up). Counting every verifier's agents is not for every tick.
-    if (std::int64_t now = now_seconds(); now != last_shed) {
-      last_shed = now;
-      if (auto shed = store_->shed(instance_, now, config_.lease); !shed) {
-        spdlog::error("sharing agents: {}", shed.error().message());
-      } else if (*shed > 0) {
-        spdlog::info("handed {} agent(s) to the verifier that holds the fewest (fair shares)",
-                     *shed);
-      }
+    // Every tick, busy or not: the heartbeat (written once a second), and agents handed to a
+    // verifier that holds fewer (one came up). Every tick, because only agents not due may
+    // be handed over, and with a 1 s interval an agent is not due for under a second; the
+    // counts go through the agents_by_owner index.
+    if (auto shed = store_->shed(instance_, now_seconds(), config_.lease); !shed) {
+      spdlog::error("sharing agents: {}", shed.error().message());
+    } else if (*shed > 0) {
+      spdlog::info("handed {} agent(s) to the verifier that holds the fewest (fair shares)", *shed);
     }
     if (room > 0) {
       std::uint64_t claim_seq = 0;
