@@ -211,11 +211,9 @@ bundle() {
     .linux.namespaces |= map(select(.type != "network")) |
     if $hook == 1 then
       .hooks = {"createRuntime": [{"path": $c, "args": ["ctrust-hook", "createRuntime",
-                                                         "--socket", $s]}],
-                "poststop": [{"path": $c, "args": ["ctrust-hook", "poststop", "--socket", $s]}]}
+                                                         "--socket", $s]}]}
     elif $hook == 2 then
-      .hooks = {"createRuntime": [{"path": $w, "args": ["hookwrap", "createRuntime", "--socket", $s]}],
-                "poststop": [{"path": $w, "args": ["hookwrap", "poststop", "--socket", $s]}]}
+      .hooks = {"createRuntime": [{"path": $w, "args": ["hookwrap", "createRuntime", "--socket", $s]}]}
     else . end
   ' "$b/config.json" >"$b/config.json.new"
   mv "$b/config.json.new" "$b/config.json"
@@ -227,7 +225,7 @@ run_detached() {  # ID: the bundle's container, started in the background
     return 1
   }
 }
-stop_container() {  # ID: killed and deleted (poststop runs), its root unmounted
+stop_container() {  # ID: killed and deleted, its root unmounted
   runc kill "$1" KILL >/dev/null 2>&1 || true
   for _ in $(seq 100); do runc state "$1" 2>/dev/null | grep -q '"stopped"' && break; sleep 0.02; done
   runc delete -f "$1" >/dev/null 2>&1 || true
@@ -364,7 +362,7 @@ if ! skipped podman; then
   mkdir -p "$WORK/hooks.d" "$WORK/hooks-none.d"
   printf '[containers]\ndefault_ulimits = []\n' >"$WORK/containers.conf"
   export CONTAINERS_CONF=$WORK/containers.conf
-  for stage in createRuntime poststop; do
+  for stage in createRuntime; do
     jq -n --arg c "$HOOK" --arg s "$SOCK" --arg st "$stage" '{
       "version": "1.0.0",
       "hook": {"path": $c, "args": ["ctrust-hook", $st, "--socket", $s]},
@@ -514,6 +512,9 @@ ms() { fmt "$(med "$1" "$2")" 1000000 "${3:-1}"; }
 goal_us() {  # BENCH LIMIT-US
   awk -v a="$(med "$1" added)" -v l="$2" 'BEGIN { if (a == "null") print "n/a"; else if (a / 1000 <= l) print "met"; else print "**not met**" }'
 }
+goal_ms() {  # BENCH LIMIT-MS
+  awk -v a="$(med "$1" added)" -v l="$2" 'BEGIN { if (a == "null") print "n/a"; else if (a / 1e6 <= l) print "met"; else print "**not met**" }'
+}
 goal_ratio() {  # BENCH LIMIT
   awk -v a="$(med "$1" ratio)" -v l="$2" 'BEGIN { if (a == "null") print "n/a"; else if (a <= l) print "met"; else print "**not met**" }'
 }
@@ -528,9 +529,9 @@ echo "| exec, cached, busybox \`true\` ($BB_SIZE B) | $(us cached-true off) us |
 echo "| ctrustd CPU per cached exec (all threads, schedstat); context switches | | $(us cached-tinytrue agent-cpu) us; $(fmt "$(med cached-tinytrue agent-switches)" 1 1) | | | |"
 echo "| first exec, $NFIRST distinct tiny binaries, fresh container | $(us first-tiny off) us | $(us first-tiny on) us | **$(us first-tiny added 0) us** | | hashing ~$hash_tiny us, the rest $(rest first-tiny "$hash_tiny") us |"
 echo "| first exec, $NFIRST_BIG distinct busybox copies | $(us first-busybox off) us | $(us first-busybox on) us | **$(us first-busybox added 0) us** | | hashing ~$hash_bb us, the rest $(rest first-busybox "$hash_bb") us |"
-echo "| \`runc run\` of /bin/true, warm vTPM pool, $START_RUNS runs | $(ms runc-start off) ms | $(ms runc-start on) ms | **$(ms runc-start added) ms** | $(fmt "$(med runc-start ratio)" 1 3) | <= 1.03: $(goal_ratio runc-start 1.03) (stretch 1.01: $(goal_ratio runc-start 1.01)) |"
-echo "| ... of which the createRuntime hook; the poststop hook (5 more runs, hooks timed by a wrapper) | | $(ms runc-start hook-createRuntime) ms; $(ms runc-start hook-poststop) ms | | | whole run $(ms runc-start wrapped) ms |"
-echo "| one \`ctrust\` CLI process + one agent request (\`ctrust ps\`) | | $(ms ctrust-process on) ms | | | the hook runs twice per container |"
+echo "| \`runc run\` of /bin/true, warm vTPM pool, $START_RUNS runs | $(ms runc-start off) ms | $(ms runc-start on) ms | **$(ms runc-start added) ms** | $(fmt "$(med runc-start ratio)" 1 3) | <= 5 ms added: $(goal_ms runc-start 5) (stretch 1 ms: $(goal_ms runc-start 1)) |"
+echo "| ... of which the createRuntime hook (5 more runs, the hook timed by a wrapper; no poststop hook) | | $(ms runc-start hook-createRuntime) ms | | | whole run $(ms runc-start wrapped) ms |"
+echo "| one \`ctrust\` CLI process + one agent request (\`ctrust ps\`) | | $(ms ctrust-process on) ms | | | the hook runs once per container |"
 if ! skipped podman; then
   echo "| \`podman run --rm\` of /bin/true, $PODMAN_RUNS runs | $(ms podman-start off) ms | $(ms podman-start on) ms | **$(ms podman-start added) ms** | $(fmt "$(med podman-start ratio)" 1 3) | <= 1.03: $(goal_ratio podman-start 1.03) |"
 fi

@@ -1,6 +1,6 @@
 // Fuzzes the parsers of /proc/PID/mountinfo, /proc/PID/maps and /proc/PID/cgroup
 // (agent/mountinfo.h, agent/proc_maps.h, agent/cgroup.h): a container names its own mount
-// points, mapped files, options and cgroups. A parse must never crash, every parsed mount
+// points, mapped files, options and cgroups (and cgroup.events). A parse must never crash, every parsed mount
 // has the fields the format promises, every mapping has a range map_files can name, and a
 // cgroup path is absolute with no ".." component.
 #include <cstddef>
@@ -30,5 +30,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (path->empty() || (*path)[0] != '/') __builtin_trap();
     if (path->find("/../") != std::string::npos) __builtin_trap();
   }
+  (void)ctrust::agent::parse_cgroup_populated(text);
   return 0;
 }

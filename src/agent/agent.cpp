@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,11 +13,34 @@
 #include "agent/mountinfo.h"
 #include "imalog/entry.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace ctrust::agent {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+namespace {
+
+// The cgroup v2 a container registered before a restart was in (its container.json), or "".
+// Written by the agent itself into its own state directory; checked anyway, since it names
+// a file the agent opens.
+std::string orphan_cgroup(const std::string& dir) {
+  auto bytes = read_file(dir + "/container.json", kMaxOciDocument);
+  if (!bytes) return {};
+  auto doc = parse_json_strict(
+      std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), 16);
+  if (!doc || !doc->is_object()) return {};
+  auto gate = doc->find("gate");
+  if (gate == doc->end() || !gate->is_object()) return {};
+  auto path = gate->find("cgroup");
+  if (path == gate->end() || !path->is_string()) return {};
+  std::string p = path->get<std::string>();
+  if (!p.starts_with("/") || p.find("/..") != std::string::npos) return {};
+  return p;
+}
+
+}  // namespace
 
 Result<void> make_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -148,6 +172,8 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   // The event thread next: everything after this may touch marked files.
   fanotify_thread_ = std::thread([this] { fanotify_loop(); });
   teardown_thread_ = std::thread([this] { teardown_loop(); });
+  exits_epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!exits_epoll_) return errno_error("epoll_create1", errno);
 
   CTRUST_TRY(open_host_tpm());
   CTRUST_TRY(open_host_log());
@@ -221,7 +247,7 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
             "log); watched again from now on",
             id);
         (void)write_file_atomic(entry.path().string() + "/container.json",
-                                as_bytes(container_json(**adopted).dump(2) + "\n"), 0600);
+                                as_bytes(container_json(**adopted).dump(2) + "\n"), 0600, Durability::kWhole);
         continue;
       }
       spdlog::warn(
@@ -229,9 +255,18 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
           "({}); its measurements from then on are not vouched for",
           id, adopted.error().message());
       record_gap(id, entry.path().string() + "/measurements.bin");
-      (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600);
+      (void)write_file_atomic(status, as_bytes(std::string("orphaned")), 0600, Durability::kWhole);
+      // Its books are closed when its cgroup empties (now, if it has already), or by a
+      // poststop hook where the cgroup is not known.
+      std::string cgroup = orphan_cgroup(entry.path().string());
+      if (cgroup.empty()) continue;
+      if (auto w = watch_exit(containers_.next_number(), id, cgroup, true); !w) {
+        std::lock_guard create_lock(create_mutex_);
+        if (auto r = remove_orphan(id); !r) spdlog::error("{}: {}", id, r.error().message());
+      }
     }
   }
+  exits_thread_ = std::thread([this] { exits_loop(); });
   if (!config_.api_listen.empty()) CTRUST_TRY(start_attestation_api());
   spdlog::info("ctrustd ready");
   return ok_result();
@@ -251,6 +286,7 @@ void AgentImpl::shutdown() {
   if (exec_) exec_->stop();
   if (fanotify_thread_.joinable()) fanotify_thread_.join();
   if (bpf_thread_.joinable()) bpf_thread_.join();
+  if (exits_thread_.joinable()) exits_thread_.join();
   teardown_cv_.notify_all();
   if (teardown_thread_.joinable()) teardown_thread_.join();  // finishes what is queued
   // Queued events are answered with the fail verdict as their PendingEvents die; closing

@@ -87,6 +87,9 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   // containers.cpp
   Result<json> create(const json& request);
   Result<json> remove(const std::string& id);
+  // Closes the books of `c` (still registered): unmarked, ungated, a container-stopped host
+  // record, the vTPM destroyed after the answer. create_mutex_ is held.
+  Result<json> close_books(const std::shared_ptr<Container>& c);
   Result<json> remove_orphan(const std::string& id);
   Result<std::shared_ptr<Container>> adopt(const std::string& id, const std::string& dir);
   json container_json(const Container& c) const;
@@ -96,6 +99,15 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   void schedule_teardown(const std::string& id);
   void wait_teardown(const std::string& id);
   void teardown_loop();
+  // A container ends when its cgroup has no process left (cgroup.events), with or without a
+  // poststop hook: then its books are closed by exits_loop(). `key` is the container's
+  // number (for an orphan, a fresh one); an error when the cgroup is empty already.
+  Result<void> watch_exit(std::uint64_t key, const std::string& id, const std::string& cgroup,
+                          bool orphan);
+  void unwatch_exit(std::uint64_t key);
+  // Whether the watched container `key` still has a process (true when it is not watched).
+  bool still_running(std::uint64_t key);
+  void exits_loop();
 
   // marks.cpp
   Result<void> mark_container(Container& c, const OciConfig& config, bool started);
@@ -176,6 +188,16 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   std::deque<std::string> teardowns_;  // containers whose vTPM is to be destroyed
   std::set<std::string> tearing_down_;
   std::thread teardown_thread_;
+
+  struct ExitWatch {
+    UniqueFd events;  // the cgroup's cgroup.events
+    std::string id;
+    bool orphan = false;  // registered by an agent before a restart, not adopted
+  };
+  UniqueFd exits_epoll_;
+  std::mutex exits_mutex_;
+  std::map<std::uint64_t, ExitWatch> exit_watches_;
+  std::thread exits_thread_;
 
   std::mutex connections_mutex_;
   std::condition_variable connections_cv_;

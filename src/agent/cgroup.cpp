@@ -99,4 +99,26 @@ void release_cgroup(const ContainerCgroup& cgroup) {
   if (cgroup.created && !cgroup.path.empty()) (void)::rmdir(cgroup.path.c_str());
 }
 
+Result<bool> parse_cgroup_populated(std::string_view text) {
+  while (!text.empty()) {
+    std::string_view line = next_line(text);
+    if (!line.starts_with("populated ")) continue;
+    std::string_view value = line.substr(10);
+    if (value == "0") return false;
+    if (value == "1") return true;
+    return Error(Errc::kFormat, "cgroup.events: populated is neither 0 nor 1");
+  }
+  return Error(Errc::kFormat, "cgroup.events has no populated key");
+}
+
+Result<bool> cgroup_populated(int fd) {
+  char buf[512];
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, sizeof(buf), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_error("reading cgroup.events", errno);
+  return parse_cgroup_populated(std::string_view(buf, static_cast<std::size_t>(n)));
+}
+
 }  // namespace ctrust::agent

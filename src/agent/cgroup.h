@@ -39,4 +39,12 @@ Result<ContainerCgroup> container_cgroup(pid_t pid, const std::string& id);
 // Removes a cgroup the agent made (once its processes are gone); nothing otherwise.
 void release_cgroup(const ContainerCgroup& cgroup);
 
+// Whether a cgroup still has processes (in it or beneath it): the "populated" key of the
+// text of its cgroup.events file. An error when the key is missing or not 0 or 1.
+Result<bool> parse_cgroup_populated(std::string_view text);
+// The same, read through `fd` (open on cgroup.events) from the file's start. The kernel
+// wakes poll/epoll on that file (POLLPRI) when the value changes: that is how the agent
+// learns that a container's last process exited without a poststop hook.
+Result<bool> cgroup_populated(int fd);
+
 }  // namespace ctrust::agent

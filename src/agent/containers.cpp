@@ -1,9 +1,12 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include "agent/agent_impl.h"
@@ -40,8 +43,16 @@ Result<json> AgentImpl::create(const json& request) {
     took.emplace_back(what, std::chrono::duration<double, std::milli>(now - last).count());
     last = now;
   };
-  if (containers_.find(state.id)) {
-    return Error(Errc::kInvalidArgument, "container " + state.id + " is already registered");
+  if (auto old = containers_.find(state.id)) {
+    // A container of this name whose last process exited a moment ago, before exits_loop()
+    // closed its books, is closed now; one that still runs keeps its name.
+    if (still_running(old->number)) {
+      return Error(Errc::kInvalidArgument, "container " + state.id + " is already registered");
+    }
+    if (auto closed = close_books(old); !closed) {
+      spdlog::error("{}: closing the books of the stopped container: {}", old->id,
+                    closed.error().message());
+    }
   }
   CTRUST_ASSIGN_OR_RETURN(OciConfig config, read_bundle_config(state.bundle));
   auto annotations = config.annotations;
@@ -203,20 +214,37 @@ Result<json> AgentImpl::create(const json& request) {
     CTRUST_TRY(mark_container(*c, config, false));
     register_marks(c);
     lap("marks");
+    // Its cgroup v2: the exec gate tells it apart by it, and its books are closed when the
+    // cgroup has no process left (a poststop hook is not needed).
+    auto cgroup = container_cgroup(c->pid, c->id);
+    if (cgroup) {
+      c->cgroup_v2 = std::move(*cgroup);
+      CTRUST_TRY(watch_exit(c->number, c->id, c->cgroup_v2.path, false));
+    } else if (config_.bpf) {
+      return std::move(cgroup).error().with_context("the container's cgroup v2");
+    } else {
+      spdlog::warn("{}: no cgroup v2 ({}): its books are closed only by a poststop hook", c->id,
+                   cgroup.error().message());
+    }
     if (config_.bpf) {
       if (auto g = gate(*c); !g) return std::move(g).error().with_context("the exec gate");
     }
     lap("gate");
+    // The agent's bookkeeping (what `ctrust ps` and a restarted agent read): whole or not
+    // at all, not synced. A reboot ends the container with the machine, and the durable
+    // records of it are the logs. This keeps a start to its log appends' syncs.
     CTRUST_TRY(write_file_atomic(dir + "/container.json",
-                                 as_bytes(container_json(*c).dump(2) + "\n"), 0600));
-    CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600));
+                                 as_bytes(container_json(*c).dump(2) + "\n"), 0600, Durability::kWhole));
+    CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600, Durability::kWhole));
     lap("files");
     return ok_result();
   }();
   if (!prepared) {
     if (containers_.find(c->id) == c) (void)containers_.remove(c->id);
+    unwatch_exit(c->number);
     unmark_container(*c);
     ungate(*c);
+    release_cgroup(c->cgroup_v2);
     undo_vtpm();
     return std::move(prepared).error();
   }
@@ -236,10 +264,17 @@ Result<json> AgentImpl::create(const json& request) {
 
 Result<json> AgentImpl::remove(const std::string& id) {
   std::lock_guard create_lock(create_mutex_);
-  std::shared_ptr<Container> c = containers_.remove(id);
+  std::shared_ptr<Container> c = containers_.find(id);
   if (!c) return remove_orphan(id);
+  return close_books(c);
+}
+
+Result<json> AgentImpl::close_books(const std::shared_ptr<Container>& c) {
+  if (containers_.find(c->id) == c) (void)containers_.remove(c->id);
+  unwatch_exit(c->number);
   unmark_container(*c);
   ungate(*c);
+  release_cgroup(c->cgroup_v2);
   cache_->drop_owner(c->number);
   json final = container_json(*c);
   auto recorded =
@@ -250,8 +285,8 @@ Result<json> AgentImpl::remove(const std::string& id) {
                                                {"violations", final["counts"]["violations"]},
                                                {"time", now_seconds()}});
   std::string dir = config_.containers_dir() + "/" + c->id;
-  (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600);
-  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
+  (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600, Durability::kWhole);
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600, Durability::kWhole);
   // The vTPM is stopped (and archived) after the answer: the runtime need not wait for it.
   // In-flight decisions hold the container and its log; they fail closed if they outlive it.
   schedule_teardown(c->id);
@@ -266,14 +301,29 @@ Result<json> AgentImpl::remove_orphan(const std::string& id) {
   if (!tpm::valid_container_id(id)) return Error(Errc::kInvalidArgument, "bad container id");
   std::string dir = config_.containers_dir() + "/" + id;
   auto status = read_file(dir + "/status", 64);
-  if (!status || std::string(status->begin(), status->end()) != "orphaned") {
+  std::string said = status ? std::string(status->begin(), status->end()) : std::string();
+  if (said == "stopped") {
+    // Closed already, when its last process exited (a poststop hook comes after that).
+    return json{{"ok", true}, {"container", {{"id", id}, {"stopped", true}}}};
+  }
+  if (said != "orphaned") {
     return Error(Errc::kNotFound, "container " + printable(id) + " is not registered");
+  }
+  {
+    std::lock_guard lock(exits_mutex_);
+    for (auto it = exit_watches_.begin(); it != exit_watches_.end(); ++it) {
+      if (it->second.orphan && it->second.id == id) {
+        (void)::epoll_ctl(exits_epoll_.get(), EPOLL_CTL_DEL, it->second.events.get(), nullptr);
+        exit_watches_.erase(it);
+        break;
+      }
+    }
   }
   auto recorded = host_record("ctrust:container-stopped", {{"event", "container-stopped"},
                                                            {"container", id},
                                                            {"orphaned", true},
                                                            {"time", now_seconds()}});
-  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600);
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600, Durability::kWhole);
   auto destroyed = vtpms_->destroy(id);
   if (!recorded) return std::move(recorded).error();
   if (!destroyed) return std::move(destroyed).error();
@@ -293,6 +343,84 @@ void AgentImpl::schedule_teardown(const std::string& id) {
 void AgentImpl::wait_teardown(const std::string& id) {
   std::unique_lock lock(teardown_mutex_);
   teardown_cv_.wait(lock, [&] { return !tearing_down_.contains(id); });
+}
+
+Result<void> AgentImpl::watch_exit(std::uint64_t key, const std::string& id,
+                                   const std::string& cgroup, bool orphan) {
+  std::string path = cgroup + "/cgroup.events";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error("opening " + path, errno);
+  epoll_event ev{};
+  ev.events = EPOLLPRI;
+  ev.data.u64 = key;
+  std::lock_guard lock(exits_mutex_);
+  if (::epoll_ctl(exits_epoll_.get(), EPOLL_CTL_ADD, fd.get(), &ev) != 0) {
+    return errno_error("watching " + path, errno);
+  }
+  // Read after it is watched: an exit from here on wakes exits_loop().
+  auto populated = cgroup_populated(fd.get());
+  if (!populated || !*populated) {
+    (void)::epoll_ctl(exits_epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+    if (!populated) return std::move(populated).error().with_context(path);
+    return Error(Errc::kNotFound, "its cgroup " + cgroup + " has no process left");
+  }
+  exit_watches_[key] = ExitWatch{std::move(fd), id, orphan};
+  return ok_result();
+}
+
+void AgentImpl::unwatch_exit(std::uint64_t key) {
+  std::lock_guard lock(exits_mutex_);
+  auto it = exit_watches_.find(key);
+  if (it == exit_watches_.end()) return;
+  (void)::epoll_ctl(exits_epoll_.get(), EPOLL_CTL_DEL, it->second.events.get(), nullptr);
+  exit_watches_.erase(it);
+}
+
+bool AgentImpl::still_running(std::uint64_t key) {
+  std::lock_guard lock(exits_mutex_);
+  auto it = exit_watches_.find(key);
+  if (it == exit_watches_.end()) return true;
+  auto populated = cgroup_populated(it->second.events.get());
+  return populated && *populated;  // unreadable: the cgroup was removed with its processes
+}
+
+void AgentImpl::exits_loop() {
+  std::array<epoll_event, 32> ready{};
+  while (!stopping_) {
+    int n = ::epoll_wait(exits_epoll_.get(), ready.data(), static_cast<int>(ready.size()), 250);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::critical("watching containers' ends: {}; a poststop hook must close them now",
+                       std::strerror(errno));
+      return;
+    }
+    for (int i = 0; i < n && !stopping_; ++i) {
+      std::uint64_t key = ready[static_cast<std::size_t>(i)].data.u64;
+      std::string id;
+      bool orphan = false;
+      {
+        std::lock_guard lock(exits_mutex_);
+        auto it = exit_watches_.find(key);
+        if (it == exit_watches_.end()) continue;
+        auto populated = cgroup_populated(it->second.events.get());
+        if (populated && *populated) continue;
+        id = it->second.id;
+        orphan = it->second.orphan;
+      }
+      std::lock_guard create_lock(create_mutex_);
+      Result<json> closed = Error(Errc::kNotFound, "no longer registered");
+      if (orphan) {
+        closed = remove_orphan(id);
+      } else if (auto c = containers_.by_number(key); c && c->id == id) {
+        closed = close_books(c);
+      }
+      unwatch_exit(key);
+      if (!closed && closed.error().code() != Errc::kNotFound) {
+        spdlog::error("{}: its last process exited; closing its books: {}", id,
+                      closed.error().message());
+      }
+    }
+  }
 }
 
 void AgentImpl::teardown_loop() {
@@ -388,11 +516,23 @@ Result<std::shared_ptr<Container>> AgentImpl::adopt(const std::string& id, const
   for (const auto& ns : config.namespaces) c->namespaces.push_back(ns.type);
   if (!containers_.add(c)) return Error(Errc::kInvalidArgument, "registered twice");
   auto marked = mark_container(*c, config, true);
+  if (marked) {
+    auto cgroup = container_cgroup(c->pid, c->id);
+    if (cgroup) {
+      c->cgroup_v2 = std::move(*cgroup);
+      marked = watch_exit(c->number, c->id, c->cgroup_v2.path, false);
+    } else if (config_.bpf) {
+      marked = std::move(cgroup).error().with_context("the container's cgroup v2");
+    }
+  }
   if (marked && config_.bpf) {
     if (auto g = gate(*c); !g) marked = std::move(g).error().with_context("the exec gate");
   }
   if (!marked) {
     (void)containers_.remove(c->id);
+    unwatch_exit(c->number);
+    unmark_container(*c);
+    ungate(*c);
     return std::move(marked).error();
   }
   register_marks(c);
@@ -455,19 +595,17 @@ Result<void> AgentImpl::gate(Container& c) {
                  "the exec gate needs the BPF programs (enforcement.bpf = true)");
   }
   if (c.mode == policy::Mode::kOff) return ok_result();
-  CTRUST_ASSIGN_OR_RETURN(c.cgroup_v2, container_cgroup(c.pid, c.id));
+  if (c.cgroup_v2.id == 0) return Error(Errc::kNotFound, "the container has no cgroup v2");
   events::GateMode mode = c.mode == policy::Mode::kEnforce ? events::GateMode::kEnforce
                           : c.mode == policy::Mode::kAudit ? events::GateMode::kAudit
                                                            : events::GateMode::kMeasure;
   // One container per cgroup: a second one there would share the first one's verdicts.
   if (auto other = containers_.gated_on(c.cgroup_v2.id, &c)) {
-    release_cgroup(c.cgroup_v2);
     return Error(Errc::kInvalidArgument, "container " + other->id + " has the same cgroup " +
                                              c.cgroup_v2.path +
                                              ": the exec gate needs one cgroup per container");
   }
   if (auto r = bpf_->gate_container(c.cgroup_v2.id, c.number, mode); !r) {
-    release_cgroup(c.cgroup_v2);
     return std::move(r).error();
   }
   c.gated = true;
@@ -487,7 +625,6 @@ void AgentImpl::ungate(Container& c) {
   }
 #endif
   c.gated = false;
-  release_cgroup(c.cgroup_v2);
 }
 
 }  // namespace ctrust::agent

@@ -130,7 +130,6 @@ HookSpec hook_spec(const ShimConfig& config, const std::string& hook_path) {
   s.create_args = {"ctrust-hook", "createRuntime", "--socket",
                    config.socket, "--timeout",     std::to_string(config.timeout_s)};
   if (config.fail_open) s.create_args.emplace_back("--fail-open");
-  s.poststop_args = {"ctrust-hook", "poststop", "--socket", config.socket};
   return s;
 }
 
@@ -162,8 +161,11 @@ Result<std::string> add_hooks(std::string_view config_json, const HookSpec& spec
   };
   CTRUST_ASSIGN_OR_RETURN(json * create, stage("createRuntime"));
   create->insert(create->begin(), hook_json(spec.path, spec.create_args));
+  // No poststop hook: the agent closes a container's books when its cgroup empties, and a
+  // hook process there would hold the runtime for nothing. One left by an earlier version
+  // is removed (a stage left empty is dropped, as runc writes it).
   CTRUST_ASSIGN_OR_RETURN(json * poststop, stage("poststop"));
-  poststop->push_back(hook_json(spec.path, spec.poststop_args));
+  if (poststop->empty()) hooks.erase("poststop");
   try {
     return doc.dump(-1, ' ', false, json::error_handler_t::strict);
   } catch (const json::exception& e) {

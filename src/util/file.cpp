@@ -115,13 +115,16 @@ Result<void> AtomicFile::write(ByteView data) {
   return r;
 }
 
-Result<void> AtomicFile::commit() {
-  if (::fsync(fd_.get()) != 0) return errno_error("cannot sync " + tmp_, errno);
+Result<void> AtomicFile::commit(Durability durability) {
+  if (durability == Durability::kDurable && ::fsync(fd_.get()) != 0) {
+    return errno_error("cannot sync " + tmp_, errno);
+  }
   fd_.reset();
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     return errno_error("cannot rename " + tmp_ + " to " + path_, errno);
   }
   tmp_.clear();
+  if (durability == Durability::kWhole) return ok_result();
   std::filesystem::path target(path_);
   std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -129,10 +132,11 @@ Result<void> AtomicFile::commit() {
   return ok_result();
 }
 
-Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode) {
+Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode,
+                               Durability durability) {
   CTRUST_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(path, mode));
   CTRUST_TRY(file.write(data));
-  return file.commit();
+  return file.commit(durability);
 }
 
 std::string find_in_path(const std::string& name) {

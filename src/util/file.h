@@ -40,9 +40,16 @@ std::string read_link(const std::string& path);
 // (or a standard PATH when it is unset); "" when there is none.
 std::string find_in_path(const std::string& name);
 
+// kDurable: on disk before commit() returns (the file and the directory are fsync'ed), so it
+// survives a power loss. kWhole: only whole or not at all for every reader and across a
+// crash of the writer (not of the machine), without the cost of the syncs; for state that a
+// reboot makes moot anyway.
+enum class Durability { kDurable, kWhole };
+
 // A file that appears at `path` whole or not at all: written to a temporary file in the
-// same directory, then fsync'ed and renamed over `path` by commit(). Destroyed without a
-// commit, it removes the temporary file, so a failure never leaves a partial file behind.
+// same directory, then (kDurable) fsync'ed and renamed over `path` by commit(). Destroyed
+// without a commit, it removes the temporary file, so a failure never leaves a partial file
+// behind.
 class AtomicFile {
  public:
   static Result<AtomicFile> create(const std::string& path, mode_t mode);
@@ -54,7 +61,7 @@ class AtomicFile {
 
   int fd() const { return fd_.get(); }
   Result<void> write(ByteView data);
-  Result<void> commit();
+  Result<void> commit(Durability durability = Durability::kDurable);
 
  private:
   AtomicFile(std::string path, std::string tmp, UniqueFd fd)
@@ -65,7 +72,8 @@ class AtomicFile {
 };
 
 // Writes `data` to `path` with an AtomicFile.
-Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode);
+Result<void> write_file_atomic(const std::string& path, ByteView data, mode_t mode,
+                               Durability durability = Durability::kDurable);
 
 // Called with the number of bytes just consumed, for progress bars.
 using ProgressFn = std::function<void(std::uint64_t)>;

@@ -112,5 +112,15 @@ TEST(ProcCgroupTest, RejectsWhatIsNoCgroupPath) {
   EXPECT_FALSE(parse_proc_cgroup_v2(std::string("0::/a\0b\n", 8)));
 }
 
+TEST(CgroupEventsTest, ReadsPopulated) {
+  EXPECT_TRUE(*parse_cgroup_populated("populated 1\nfrozen 0\n"));
+  EXPECT_FALSE(*parse_cgroup_populated("populated 0\nfrozen 0\n"));
+  EXPECT_FALSE(*parse_cgroup_populated("frozen 0\npopulated 0"));
+  EXPECT_FALSE(parse_cgroup_populated("frozen 0\n"));
+  EXPECT_FALSE(parse_cgroup_populated("populated 2\n"));
+  EXPECT_FALSE(parse_cgroup_populated("populated \n"));
+  EXPECT_FALSE(parse_cgroup_populated(""));
+}
+
 }  // namespace
 }  // namespace ctrust::agent

@@ -51,8 +51,10 @@ start_agent() {
 
 # --- bundles -----------------------------------------------------------------------------
 # bundle RUNTIME ID [annotation JSON]: an overlay root over the image (as podman has) and a
-# config.json whose hooks hand the container to ctrustd; the container sleeps, and each
-# case runs inside it with `RUNTIME exec`.
+# config.json whose createRuntime hook hands the container to ctrustd (and, with POSTSTOP=1,
+# a poststop hook as older set-ups have: ctrustd closes the books itself when the
+# container's cgroup empties); the container sleeps, and each case runs inside it with
+# `RUNTIME exec`.
 bundle() {
   local rt=$1 id=$2 ann=${3:-"{}"}
   local b=$WORK/bundles/$id
@@ -60,7 +62,8 @@ bundle() {
   mount -t overlay overlay -o "lowerdir=$IMG,upperdir=$b/upper,workdir=$b/work" "$b/rootfs"
   MOUNTS+=("$b/rootfs")
   (cd "$b" && runc spec)
-  jq --arg c "$CTRUST" --arg s "$SOCK" --arg vol "$VOLUME" --argjson ann "$ann" '
+  jq --arg c "$CTRUST" --arg s "$SOCK" --arg vol "$VOLUME" --argjson ann "$ann" \
+    --arg poststop "${POSTSTOP:-}" '
     .process.terminal = false |
     .process.args = ["/bin/sleep", "600"] |
     .root = {"path": "rootfs", "readonly": false} |
@@ -71,8 +74,10 @@ bundle() {
                 {"destination": "/vol", "type": "bind", "source": $vol,
                  "options": ["rbind", "ro"]}] |
     .hooks = {"createRuntime": [{"path": $c, "args": ["ctrust", "hook", "createRuntime",
-                                                       "--socket", $s]}],
-              "poststop": [{"path": $c, "args": ["ctrust", "hook", "poststop", "--socket", $s]}]} |
+                                                       "--socket", $s]}]} |
+    if $poststop == "1" then
+      .hooks.poststop = [{"path": $c, "args": ["ctrust", "hook", "poststop", "--socket", $s]}]
+    else . end |
   '"${BUNDLE_JQ:-.}" "$b/config.json" >"$b/config.json.new"
   mv "$b/config.json.new" "$b/config.json"
 }

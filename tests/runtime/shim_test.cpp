@@ -104,10 +104,9 @@ TEST(AddHooks, OursFirstAndLastOthersKeptAndIdempotent) {
   EXPECT_EQ(doc["hooks"]["createRuntime"][0]["args"],
             json({"ctrust-hook", "createRuntime", "--socket", "/s.sock", "--timeout", "120"}));
   EXPECT_EQ(doc["hooks"]["createRuntime"][1]["path"], "/usr/bin/other");
-  // `ctrust hook poststop` put there by hand is replaced by ours, not doubled.
-  ASSERT_EQ(doc["hooks"]["poststop"].size(), 1U);
-  EXPECT_EQ(doc["hooks"]["poststop"][0]["args"],
-            json({"ctrust-hook", "poststop", "--socket", "/s.sock"}));
+  // `ctrust hook poststop` put there by hand (or by an earlier version) is removed: the
+  // agent closes the books when the container's cgroup empties.
+  EXPECT_FALSE(doc["hooks"].contains("poststop")) << doc["hooks"].dump();
   EXPECT_EQ(doc["hooks"]["prestart"].size(), 1U);
   EXPECT_EQ(doc["process"]["args"], json({"sh"}));
   // A changed configuration replaces the earlier hooks.
@@ -124,7 +123,17 @@ TEST(AddHooks, NoHooksYet) {
   ASSERT_TRUE(out);
   json doc = json::parse(*out);
   EXPECT_EQ(doc["hooks"]["createRuntime"].size(), 1U);
-  EXPECT_EQ(doc["hooks"]["poststop"].size(), 1U);
+  EXPECT_FALSE(doc["hooks"].contains("poststop"));
+}
+
+TEST(AddHooks, OtherPoststopHooksStay) {
+  auto out = add_hooks(R"({"ociVersion":"1.0.2","hooks":{"poststop":[
+      {"path":"/usr/bin/ctrust","args":["ctrust","hook","poststop"]},{"path":"/x"}]}})",
+                       hook_spec(ShimConfig{}, "/h"));
+  ASSERT_TRUE(out);
+  json doc = json::parse(*out);
+  ASSERT_EQ(doc["hooks"]["poststop"].size(), 1U);
+  EXPECT_EQ(doc["hooks"]["poststop"][0]["path"], "/x");
 }
 
 TEST(AddHooks, WhatIsNotARuntimeSpecIsRefused) {
