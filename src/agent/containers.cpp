@@ -158,7 +158,8 @@ Result<json> AgentImpl::create(const json& request) {
 
   // vTPM, then the log with its first entries, then the host record, then the marks.
   wait_teardown(c->id);  // a container of this name that just stopped still has its vTPM
-  CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->create(c->id));
+  std::unique_ptr<tpm::Tpm> connection;  // a pool vTPM's, still open
+  CTRUST_ASSIGN_OR_RETURN(c->vtpm, vtpms_->create(c->id, &connection));
   lap("vTPM");
   auto undo_vtpm = [&] { (void)vtpms_->destroy(c->id); };
   std::string dir = config_.containers_dir() + "/" + c->id;
@@ -170,8 +171,14 @@ Result<json> AgentImpl::create(const json& request) {
     }
     CTRUST_TRY(make_dir(dir));
     c->log_path = dir + "/measurements.bin";
-    CTRUST_ASSIGN_OR_RETURN(tpm::Tpm vtpm, tpm::Tpm::open(c->vtpm.tcti));
-    CTRUST_ASSIGN_OR_RETURN(ContainerLog log, ContainerLog::open(c->log_path, std::move(vtpm)));
+    lap("log dir");
+    if (!connection) {
+      CTRUST_ASSIGN_OR_RETURN(tpm::Tpm opened, tpm::Tpm::open(c->vtpm.tcti));
+      connection = std::make_unique<tpm::Tpm>(std::move(opened));
+    }
+    lap("vTPM connection");
+    CTRUST_ASSIGN_OR_RETURN(ContainerLog log,
+                            ContainerLog::open(c->log_path, std::move(*connection)));
     c->log = std::make_unique<ContainerLog>(std::move(log));
     lap("log open");
     std::vector<imalog::Entry> first;
@@ -211,7 +218,9 @@ Result<json> AgentImpl::create(const json& request) {
     if (!containers_.add(c)) {
       return Error(Errc::kInvalidArgument, "container " + c->id + " is already registered");
     }
-    CTRUST_TRY(mark_container(*c, config, false));
+    // After the runtime's create (ctrust-runtime): the container's root is its process's.
+    bool after_create = request.contains("after_create") && request["after_create"] == true;
+    CTRUST_TRY(mark_container(*c, config, after_create));
     register_marks(c);
     lap("marks");
     // Its cgroup v2: the exec gate tells it apart by it, and its books are closed when the

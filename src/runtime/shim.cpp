@@ -100,6 +100,7 @@ Result<Invocation> parse_invocation(const std::vector<std::string>& args) {
   }
   if (i < args.size()) {
     inv.command = args[i];
+    inv.command_index = inv.runtime_args.size();
     inv.help = false;
     inv.version = false;
   }
@@ -122,6 +123,57 @@ Result<Invocation> parse_invocation(const std::vector<std::string>& args) {
     }
   }
   return inv;
+}
+
+Result<CreateArgs> parse_create_args(const Invocation& inv) {
+  // Options of `create` that take a value (runc and crun); any other option is a flag.
+  static constexpr std::array<std::string_view, 8> kCreateValued = {
+      "--bundle", "-b", "--console-socket", "--pid-file", "--preserve-fds", "--pidfd-socket",
+      "--config", "-f"};
+  CreateArgs out;
+  const auto& ra = inv.runtime_args;
+  bool positional = false;
+  for (std::size_t i = inv.command_index + 1; i < ra.size(); ++i) {
+    const std::string& a = ra[i];
+    if (!positional && a == "--") {
+      positional = true;
+      continue;
+    }
+    if (!positional && a.size() > 1 && a[0] == '-') {
+      std::string name = a;
+      std::string value;
+      bool has_value = false;
+      if (auto eq = a.find('='); eq != std::string::npos) {
+        name = a.substr(0, eq);
+        value = a.substr(eq + 1);
+        has_value = true;
+      }
+      bool valued = std::find(kCreateValued.begin(), kCreateValued.end(), name) !=
+                    kCreateValued.end();
+      if (valued && !has_value) {
+        if (i + 1 >= ra.size()) return Error(Errc::kInvalidArgument, name + " needs a value");
+        value = ra[++i];
+      }
+      if (name == "--pid-file") out.pid_file = value;
+      continue;
+    }
+    if (!out.id.empty()) {
+      return Error(Errc::kInvalidArgument, "create takes one container id, not " + a + " too");
+    }
+    out.id = a;
+  }
+  if (out.id.empty()) return Error(Errc::kInvalidArgument, "create needs a container id");
+  return out;
+}
+
+std::string created_state(const std::string& id, int pid, const std::string& bundle) {
+  return json{{"ociVersion", "1.0.2"},
+              {"id", id},
+              {"status", "created"},
+              {"pid", pid},
+              {"bundle", bundle},
+              {"annotations", json::object()}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 HookSpec hook_spec(const ShimConfig& config, const std::string& hook_path) {

@@ -38,6 +38,7 @@ struct Invocation {
   std::vector<std::string> runtime_args;  // for the real runtime (ctrust's own options removed)
   std::string config_path;                // --ctrust-config, or ""
   std::string command;                    // create, run, start, ... ("" when none)
+  std::size_t command_index = 0;          // where it is in runtime_args
   std::string bundle;                     // create/run: --bundle/-b, or "" (the working dir)
   std::string log_path;                   // the runtime's --log, if any
   std::string log_format;                 // its --log-format ("text" or "json")
@@ -45,6 +46,18 @@ struct Invocation {
   bool version = false;                   // ctrust-runtime --version / -v (no command)
 };
 Result<Invocation> parse_invocation(const std::vector<std::string>& args);
+
+// What `create` names, among its options (runc's and crun's): the container id (its one
+// argument) and the --pid-file, if given ("" otherwise). An error when there is no id.
+struct CreateArgs {
+  std::string id;
+  std::string pid_file;
+};
+Result<CreateArgs> parse_create_args(const Invocation& inv);
+
+// The OCI state (runtime-spec "State") of a container that `create` has just made: what
+// ctrust-runtime hands to ctrustd in place of a createRuntime hook.
+std::string created_state(const std::string& id, int pid, const std::string& bundle);
 
 // What ctrust adds to a bundle.
 struct HookSpec {

@@ -306,6 +306,7 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
     fs::remove_all(dir, ec);
     return std::move(lock).error();
   }
+  std::unique_ptr<Tpm> connection;
   auto made = [&]() -> Result<VtpmInfo> {
     std::vector<std::string> args = {config_.swtpm_setup, "--tpm2",
                                      "--tpmstate",        dir,
@@ -331,13 +332,15 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
         swtpm.stop();
         return std::move(tpm).error();
       }
-      auto ak = tpm->attestation_key(config_.ak_alg);
+      connection = std::make_unique<Tpm>(std::move(*tpm));
+      Tpm* open = connection.get();
+      auto ak = open->attestation_key(config_.ak_alg);
       if (!ak) {
         swtpm.stop();
         return std::move(ak).error().with_context("creating the vTPM's attestation key");
       }
       info.ak_name = to_hex(ak->name());
-      auto ek = tpm->endorsement_key(KeyAlg::kRsa2048);
+      auto ek = open->endorsement_key(KeyAlg::kRsa2048);
       if (!ek) {
         swtpm.stop();
         return std::move(ek).error();
@@ -356,10 +359,11 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
     fs::remove_all(dir, ec);
     return std::move(made).error().with_context("manufacturing a vTPM");
   }
-  return Manufactured{std::move(*made), std::move(*lock)};
+  return Manufactured{std::move(*made), std::move(*lock), std::move(connection)};
 }
 
-Result<VtpmInfo> VtpmManager::create(const std::string& container) {
+Result<VtpmInfo> VtpmManager::create(const std::string& container,
+                                     std::unique_ptr<Tpm>* connection) {
   if (!valid_container_id(container)) {
     return Error(Errc::kInvalidArgument,
                  "bad container id '" + container + "' (1-128 of A-Z a-z 0-9 _ . -)");
@@ -383,8 +387,15 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
       VtpmInfo candidate = std::move(pool_.front());
       pool_.pop_front();
       refill_cv_.notify_one();
+      auto open = connections_.find(candidate.uuid);
+      std::unique_ptr<Tpm> its;
+      if (open != connections_.end()) {
+        its = std::move(open->second);
+        connections_.erase(open);
+      }
       if (swtpm_alive(candidate.pid, candidate.state_dir + "/" + kSocketName)) {
         info = std::move(candidate);
+        if (connection != nullptr) *connection = std::move(its);
         break;
       }
       remove_vtpm_files(candidate.uuid, "");
@@ -400,6 +411,7 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container) {
     }
     info = std::move(made->info);
     manufacture_lock = std::move(made->lock);
+    if (connection != nullptr) *connection = std::move(made->connection);
   }
   // The attach: one symlink, atomic; it fails if another caller won the race for the id.
   if (::symlink(("../tpms/" + info.uuid).c_str(), link.c_str()) != 0) {
@@ -524,6 +536,7 @@ Result<void> VtpmManager::add_to_pool(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   --manufacturing_;
   if (!made) return std::move(made).error();
+  if (made->connection) connections_[made->info.uuid] = std::move(made->connection);
   pool_.push_back(std::move(made->info));  // ours now: only the pool's manager touches it
   refill_cv_.notify_all();
   return ok_result();
@@ -552,6 +565,7 @@ void VtpmManager::drain_pool() {
   {
     std::lock_guard lock(mutex_);
     drained.swap(pool_);
+    connections_.clear();
   }
   for (const auto& info : drained) {
     (void)stop_swtpm(info.pid, info.state_dir + "/" + kSocketName);

@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +42,8 @@
 #include "util/unique_handle.h"
 
 namespace ctrust::tpm {
+
+class Tpm;
 
 struct VtpmConfig {
   std::string root = "/var/lib/ctrust/vtpm";
@@ -88,7 +91,10 @@ class VtpmManager {
 
   // Gives `container` a vTPM: from the pool when one is ready, else manufactured now.
   // Errors: invalid id, the container already has one (running or dead), the maximum.
-  Result<VtpmInfo> create(const std::string& container);
+  // `connection`, when given, receives the open connection the vTPM was made with (a pool
+  // vTPM keeps it: opening one costs milliseconds on the start path), or null.
+  Result<VtpmInfo> create(const std::string& container,
+                          std::unique_ptr<Tpm>* connection = nullptr);
   // Stops the container's vTPM and deletes (or archives) its state.
   Result<void> destroy(const std::string& container);
   // Saves the vTPM's PCRs and stops it (host shutdown); open() resumes it.
@@ -117,6 +123,7 @@ class VtpmManager {
   struct Manufactured {
     VtpmInfo info;
     UniqueFd lock;
+    std::unique_ptr<Tpm> connection;  // the one it was made with, still open
   };
   Result<Manufactured> manufacture();
   Result<VtpmInfo> load_info(const std::string& uuid);
@@ -132,6 +139,7 @@ class VtpmManager {
   std::mutex mutex_;
   std::condition_variable refill_cv_;
   std::deque<VtpmInfo> pool_;
+  std::map<std::string, std::unique_ptr<Tpm>> connections_;  // of pool vTPMs, by uuid
   std::size_t manufacturing_ = 0;
   std::size_t attached_ = 0;
   bool stopping_ = false;

@@ -129,7 +129,38 @@ else
   fail "--version: $(cat "$WORK/version.out")"
 fi
 
+# create, then start, as engines call a runtime: no hook, no change to config.json; the
+# created container is handed to ctrustd by ctrust-runtime itself before anything in it runs.
+BUNDLE_JQ='del(.hooks)'
+bundle runc rt3
+before=$(sha256sum <"$WORK/bundles/rt3/config.json")
+rc=0
+"$SHIM" --ctrust-config "$WORK/runtime.toml" create --bundle "$WORK/bundles/rt3" rt3 </dev/null >/dev/null 2>"$WORK/rt3.err" || rc=$?
+check_eq "create through ctrust-runtime" "$rc" 0
+CONTAINERS+=("runc:rt3")
+check_eq "rt3: registered while created, before start" "$(registered rt3) $(runc state rt3 | jq -r .status)" "1 created"
+check_eq "rt3: config.json untouched (no hook)" "$(sha256sum <"$WORK/bundles/rt3/config.json")" "$before"
+check "start passes through" "$SHIM" --ctrust-config "$WORK/runtime.toml" start rt3
+check_eq "rt3: a listed program runs" "$(judged runc exec rt3 /bin/sh -c true)" 0
+check_eq "rt3: an unlisted program is denied" "$(judged runc exec rt3 /bin/sh -c /opt/unlisted)" 126
+replays rt3
+runc kill rt3 KILL >/dev/null 2>&1 || true
+for _ in $(seq 50); do [ "$(registered rt3)" = 0 ] && break; sleep 0.1; done
+check_eq "rt3: unregistered once stopped" "$(registered rt3)" 0
+runc delete -f rt3 >/dev/null 2>&1 || true
+# A container ctrustd refuses (a mode annotation it does not know) is deleted again.
+BUNDLE_JQ='del(.hooks) | .annotations = {"io.ctrust.mode": "lax"}'
+bundle runc rt4
+rc=0
+"$SHIM" --ctrust-config "$WORK/runtime.toml" --log "$WORK/rt4.log" --log-format json create \
+  --bundle "$WORK/bundles/rt4" rt4 </dev/null >/dev/null 2>"$WORK/rt4.err" || rc=$?
+check_eq "create of a container ctrustd refuses: exit 1" "$rc" 1
+check_eq "... and the created container is deleted" "$(runc state rt4 >/dev/null 2>&1 && echo exists || echo none)" none
+if grep -q "refused: .*io.ctrust.mode" "$WORK/rt4.err"; then pass; else fail "rt4: $(cat "$WORK/rt4.err")"; fi
+check_eq "... and the engine's log says why" "$(jq -r .level "$WORK/rt4.log" 2>/dev/null | head -1 || true)" error
+
 # What cannot be handed to ctrust does not start.
+BUNDLE_JQ='del(.hooks)'
 bundle runc rt2
 cp "$WORK/bundles/rt2/config.json" "$WORK/bundles/rt2/config.json.good"
 echo '{"ociVersion": 1}' >"$WORK/bundles/rt2/config.json"
@@ -160,6 +191,10 @@ rc=0
 check_eq "the agent down: the start fails" "$([ "$rc" -ne 0 ] && echo refused || echo started)" refused
 runc delete -f rt2 >/dev/null 2>&1 || true
 check_eq "... and nothing runs" "$(runc state rt2 >/dev/null 2>&1 && echo exists || echo none)" none
+rc=0
+"$SHIM" --ctrust-config "$WORK/down.toml" create --bundle "$WORK/bundles/rt2" rt2 </dev/null >/dev/null 2>"$WORK/rt2.err" || rc=$?
+check_eq "the agent down: create fails" "$rc" 1
+check_eq "... and the created container is deleted" "$(runc state rt2 >/dev/null 2>&1 && echo exists || echo none)" none
 
 # --- 2. Docker -----------------------------------------------------------------------------------
 mkdir -p "$WORK/docker/data" "$WORK/docker/exec"

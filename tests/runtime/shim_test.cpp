@@ -84,6 +84,41 @@ TEST(Invocation, BundleSpellingsAndOtherCommands) {
   EXPECT_FALSE(parse_invocation({"create", "--bundle"}));
 }
 
+TEST(CreateArgs, TheIdAndThePidFileAmongTheOptions) {
+  auto inv = parse_invocation({"--root", "/r", "--log", "/l", "create", "--bundle", "/b",
+                               "--pid-file", "/p.pid", "--console-socket", "/c.sock", "--no-pivot",
+                               "ctr1"});
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->runtime_args[inv->command_index], "create");
+  auto a = parse_create_args(*inv);
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->id, "ctr1");
+  EXPECT_EQ(a->pid_file, "/p.pid");
+  // --opt=value, -b, crun's --config, the id before the options, and after "--".
+  a = parse_create_args(*parse_invocation({"create", "--pid-file=/q", "-b", "/b", "-f", "c.json", "x"}));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id, "x");
+  EXPECT_EQ(a->pid_file, "/q");
+  a = parse_create_args(*parse_invocation({"create", "y", "--bundle=/b"}));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id, "y");
+  EXPECT_EQ(a->pid_file, "");
+  a = parse_create_args(*parse_invocation({"create", "--", "-z"}));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id, "-z");
+  EXPECT_FALSE(parse_create_args(*parse_invocation({"create", "--bundle", "/b"}))) << "no id";
+  EXPECT_FALSE(parse_create_args(*parse_invocation({"create", "a", "b"}))) << "two ids";
+  EXPECT_FALSE(parse_create_args(*parse_invocation({"create", "a", "--pid-file"})));
+}
+
+TEST(CreateArgs, TheStateHandedToTheAgent) {
+  json state = json::parse(created_state("c1", 42, "/b"));
+  EXPECT_EQ(state["id"], "c1");
+  EXPECT_EQ(state["pid"], 42);
+  EXPECT_EQ(state["status"], "created");
+  EXPECT_EQ(state["bundle"], "/b");
+}
+
 const char* kSpec = R"({"ociVersion":"1.0.2","process":{"args":["sh"]},
   "hooks":{"createRuntime":[{"path":"/usr/bin/other","args":["other"]}],
            "poststop":[{"path":"/usr/bin/ctrust","args":["ctrust","hook","poststop"]}],

@@ -8,9 +8,11 @@
 // start) or 2 (usage).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/control.h"
 #include "runtime/shim.h"
 #include "util/file.h"
 
@@ -34,10 +37,12 @@ constexpr const char* kUsage =
     "\n"
     "Usage: ctrust-runtime [--ctrust-config FILE] [RUNTIME OPTIONS] COMMAND [ARGS...]\n"
     "\n"
-    "Takes the command line of runc (or crun): for `create` and `run` it first adds ctrust's\n"
-    "createRuntime hook to the bundle's config.json (idempotently), then it runs the real\n"
-    "runtime with the same arguments. Every other command goes to the real runtime\n"
-    "unchanged. (ctrustd closes a container's books when its last process exits.)\n"
+    "Takes the command line of runc (or crun). `create` runs the real runtime's create, then\n"
+    "hands the created container to ctrustd before anything in it has run (a container\n"
+    "ctrustd refuses is deleted, and create fails). `run` adds ctrust's createRuntime hook\n"
+    "to the bundle's config.json (idempotently) and runs the real runtime. Every other\n"
+    "command goes to the real runtime unchanged. (ctrustd closes a container's books when\n"
+    "its last process exits.)\n"
     "\n"
     "Options of its own:\n"
     "  --ctrust-config FILE  runtime.toml (default: $CTRUST_RUNTIME_CONFIG, else\n"
@@ -124,6 +129,90 @@ ctrust::Result<void> prepare_bundle(const Invocation& inv, const ShimConfig& con
   return ctrust::write_file_atomic(file, ctrust::as_bytes(*patched), mode);
 }
 
+// Runs the real runtime with `args` and waits: its exit status (128 + N for signal N).
+int run_runtime(const std::string& runtime, std::vector<std::string> args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(runtime.c_str()));
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    ::execv(runtime.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+}
+
+// `create` with no hook process: the real runtime creates the container (its first process
+// waits for `start`, nothing of the image has run), then this process registers it with
+// ctrustd, as the createRuntime hook would. A refused container is deleted again.
+int create_registered(ctrust::runtime::Invocation& inv, const ShimConfig& config,
+                      const std::string& runtime) {
+  auto args = ctrust::runtime::parse_create_args(inv);
+  if (!args) {
+    report(inv, args.error().message());
+    return 2;
+  }
+  std::string pid_file = args->pid_file;
+  std::string own_pid_file;
+  if (pid_file.empty()) {
+    own_pid_file = "/run/ctrust-runtime." + std::to_string(::getpid()) + ".pid";
+    if (::access("/run", W_OK) != 0) own_pid_file = "/tmp" + own_pid_file.substr(4);
+    pid_file = own_pid_file;
+    auto at = inv.runtime_args.begin() + static_cast<std::ptrdiff_t>(inv.command_index) + 1;
+    inv.runtime_args.insert(at, {"--pid-file", own_pid_file});
+  }
+  int rc = run_runtime(runtime, inv.runtime_args);
+  if (rc < 0) {
+    report(inv, "running " + runtime + ": " + std::strerror(errno));
+    return 1;
+  }
+  if (rc != 0) return rc;  // the runtime said why
+  std::vector<std::string> global(inv.runtime_args.begin(),
+                                  inv.runtime_args.begin() +
+                                      static_cast<std::ptrdiff_t>(inv.command_index));
+  auto refuse = [&](const std::string& why) {
+    report(inv, "container " + args->id + " refused: " + why);
+    std::vector<std::string> del = global;
+    del.insert(del.end(), {"delete", "--force", args->id});
+    if (run_runtime(runtime, del) != 0) {
+      report(inv, "deleting the refused container " + args->id + " failed: delete it by hand");
+    }
+    return 1;
+  };
+  auto text = ctrust::read_file(pid_file, 64);
+  if (!own_pid_file.empty()) ::unlink(own_pid_file.c_str());
+  if (!text) return refuse("its pid file: " + text.error().message());
+  int pid = 0;
+  try {
+    pid = std::stoi(std::string(text->begin(), text->end()));
+  } catch (const std::exception&) {
+    return refuse("its pid file " + pid_file + " holds no pid");
+  }
+  std::string bundle = inv.bundle.empty() ? std::string(".") : inv.bundle;
+  char resolved[PATH_MAX];
+  if (::realpath(bundle.c_str(), resolved) == nullptr) {
+    return refuse("the bundle " + bundle + ": " + std::strerror(errno));
+  }
+  nlohmann::json request = {{"op", "create"},
+                            {"state", ctrust::runtime::created_state(args->id, pid, resolved)},
+                            {"after_create", true}};
+  auto answer = ctrust::agent::control_call(config.socket, request, config.timeout_s * 1000);
+  if (answer) return 0;
+  if (answer.error().code() == ctrust::Errc::kNotFound && config.fail_open) {
+    std::fprintf(stderr, "ctrust-runtime: warning: %s; container %s runs unmeasured (fail_open)\n",
+                 answer.error().message().c_str(), args->id.c_str());
+    return 0;
+  }
+  return refuse(answer.error().message());
+}
+
 int run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   auto inv = ctrust::runtime::parse_invocation(args);
@@ -153,7 +242,8 @@ int run(int argc, char** argv) {
     std::printf("ctrust-runtime version %s (runs %s)\n", CTRUST_VERSION, runtime.c_str());
     std::fflush(stdout);
   }
-  if (inv->command == "create" || inv->command == "run") {
+  if (inv->command == "create") return create_registered(*inv, *config, runtime);
+  if (inv->command == "run") {
     if (auto r = prepare_bundle(*inv, *config); !r) {
       report(*inv, "the container cannot be handed to ctrust, so it does not start: " +
                        r.error().message());
