@@ -1,8 +1,8 @@
 // Fuzzes the parsers of /proc/PID/mountinfo, /proc/PID/maps and /proc/PID/cgroup
 // (agent/mountinfo.h, agent/proc_maps.h, agent/cgroup.h): a container names its own mount
-// points, mapped files, options and cgroups (and cgroup.events). A parse must never crash, every parsed mount
-// has the fields the format promises, every mapping has a range map_files can name, and a
-// cgroup path is absolute with no ".." component.
+// points, mapped files, options and cgroups (and cgroup.events). A parse must never crash, every
+// parsed mount has the fields the format promises, every mapping has a range map_files can name,
+// and a cgroup path is absolute with no ".." component.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

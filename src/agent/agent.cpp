@@ -247,7 +247,8 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
             "log); watched again from now on",
             id);
         (void)write_file_atomic(entry.path().string() + "/container.json",
-                                as_bytes(container_json(**adopted).dump(2) + "\n"), 0600, Durability::kWhole);
+                                as_bytes(container_json(**adopted).dump(2) + "\n"), 0600,
+                                Durability::kWhole);
         continue;
       }
       spdlog::warn(

@@ -243,8 +243,10 @@ Result<json> AgentImpl::create(const json& request) {
     // at all, not synced. A reboot ends the container with the machine, and the durable
     // records of it are the logs. This keeps a start to its log appends' syncs.
     CTRUST_TRY(write_file_atomic(dir + "/container.json",
-                                 as_bytes(container_json(*c).dump(2) + "\n"), 0600, Durability::kWhole));
-    CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600, Durability::kWhole));
+                                 as_bytes(container_json(*c).dump(2) + "\n"), 0600,
+                                 Durability::kWhole));
+    CTRUST_TRY(write_file_atomic(dir + "/status", as_bytes(std::string("running")), 0600,
+                                 Durability::kWhole));
     lap("files");
     return ok_result();
   }();
@@ -294,8 +296,10 @@ Result<json> AgentImpl::close_books(const std::shared_ptr<Container>& c) {
                                                {"violations", final["counts"]["violations"]},
                                                {"time", now_seconds()}});
   std::string dir = config_.containers_dir() + "/" + c->id;
-  (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600, Durability::kWhole);
-  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600, Durability::kWhole);
+  (void)write_file_atomic(dir + "/container.json", as_bytes(final.dump(2) + "\n"), 0600,
+                          Durability::kWhole);
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600,
+                          Durability::kWhole);
   // The vTPM is stopped (and archived) after the answer: the runtime need not wait for it.
   // In-flight decisions hold the container and its log; they fail closed if they outlive it.
   schedule_teardown(c->id);
@@ -332,7 +336,8 @@ Result<json> AgentImpl::remove_orphan(const std::string& id) {
                                                            {"container", id},
                                                            {"orphaned", true},
                                                            {"time", now_seconds()}});
-  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600, Durability::kWhole);
+  (void)write_file_atomic(dir + "/status", as_bytes(std::string("stopped")), 0600,
+                          Durability::kWhole);
   auto destroyed = vtpms_->destroy(id);
   if (!recorded) return std::move(recorded).error();
   if (!destroyed) return std::move(destroyed).error();

@@ -148,8 +148,8 @@ Result<CreateArgs> parse_create_args(const Invocation& inv) {
         value = a.substr(eq + 1);
         has_value = true;
       }
-      bool valued = std::find(kCreateValued.begin(), kCreateValued.end(), name) !=
-                    kCreateValued.end();
+      bool valued =
+          std::find(kCreateValued.begin(), kCreateValued.end(), name) != kCreateValued.end();
       if (valued && !has_value) {
         if (i + 1 >= ra.size()) return Error(Errc::kInvalidArgument, name + " needs a value");
         value = ra[++i];
@@ -167,12 +167,9 @@ Result<CreateArgs> parse_create_args(const Invocation& inv) {
 }
 
 std::string created_state(const std::string& id, int pid, const std::string& bundle) {
-  return json{{"ociVersion", "1.0.2"},
-              {"id", id},
-              {"status", "created"},
-              {"pid", pid},
-              {"bundle", bundle},
-              {"annotations", json::object()}}
+  return json{{"ociVersion", "1.0.2"}, {"id", id},
+              {"status", "created"},   {"pid", pid},
+              {"bundle", bundle},      {"annotations", json::object()}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -61,15 +61,16 @@ std::string created_state(const std::string& id, int pid, const std::string& bun
 
 // What ctrust adds to a bundle.
 struct HookSpec {
-  std::string path;                        // ctrust-hook
+  std::string path;                      // ctrust-hook
   std::vector<std::string> create_args;  // argv of the createRuntime hook
 };
 HookSpec hook_spec(const ShimConfig& config, const std::string& hook_path);
 
 // config.json with ctrust's createRuntime hook first; hooks of ctrust's already there (an
 // earlier pass, or another path to ctrust-hook or `ctrust hook`, at any stage: a poststop
-// hook of an earlier version too) are replaced or removed, everything else is kept. An error for a document that is not a runtime
-// spec object (the start is refused then: no container runs without its hooks).
+// hook of an earlier version too) are replaced or removed, everything else is kept. An error for a
+// document that is not a runtime spec object (the start is refused then: no container runs without
+// its hooks).
 Result<std::string> add_hooks(std::string_view config_json, const HookSpec& spec);
 
 }  // namespace ctrust::runtime

@@ -93,8 +93,7 @@ class VtpmManager {
   // Errors: invalid id, the container already has one (running or dead), the maximum.
   // `connection`, when given, receives the open connection the vTPM was made with (a pool
   // vTPM keeps it: opening one costs milliseconds on the start path), or null.
-  Result<VtpmInfo> create(const std::string& container,
-                          std::unique_ptr<Tpm>* connection = nullptr);
+  Result<VtpmInfo> create(const std::string& container, std::unique_ptr<Tpm>* connection = nullptr);
   // Stops the container's vTPM and deletes (or archives) its state.
   Result<void> destroy(const std::string& container);
   // Saves the vTPM's PCRs and stops it (host shutdown); open() resumes it.

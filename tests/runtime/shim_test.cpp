@@ -85,9 +85,9 @@ TEST(Invocation, BundleSpellingsAndOtherCommands) {
 }
 
 TEST(CreateArgs, TheIdAndThePidFileAmongTheOptions) {
-  auto inv = parse_invocation({"--root", "/r", "--log", "/l", "create", "--bundle", "/b",
-                               "--pid-file", "/p.pid", "--console-socket", "/c.sock", "--no-pivot",
-                               "ctr1"});
+  auto inv =
+      parse_invocation({"--root", "/r", "--log", "/l", "create", "--bundle", "/b", "--pid-file",
+                        "/p.pid", "--console-socket", "/c.sock", "--no-pivot", "ctr1"});
   ASSERT_TRUE(inv);
   EXPECT_EQ(inv->runtime_args[inv->command_index], "create");
   auto a = parse_create_args(*inv);
@@ -95,7 +95,8 @@ TEST(CreateArgs, TheIdAndThePidFileAmongTheOptions) {
   EXPECT_EQ(a->id, "ctr1");
   EXPECT_EQ(a->pid_file, "/p.pid");
   // --opt=value, -b, crun's --config, the id before the options, and after "--".
-  a = parse_create_args(*parse_invocation({"create", "--pid-file=/q", "-b", "/b", "-f", "c.json", "x"}));
+  a = parse_create_args(
+      *parse_invocation({"create", "--pid-file=/q", "-b", "/b", "-f", "c.json", "x"}));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->id, "x");
   EXPECT_EQ(a->pid_file, "/q");

@@ -174,9 +174,9 @@ int create_registered(ctrust::runtime::Invocation& inv, const ShimConfig& config
     return 1;
   }
   if (rc != 0) return rc;  // the runtime said why
-  std::vector<std::string> global(inv.runtime_args.begin(),
-                                  inv.runtime_args.begin() +
-                                      static_cast<std::ptrdiff_t>(inv.command_index));
+  std::vector<std::string> global(
+      inv.runtime_args.begin(),
+      inv.runtime_args.begin() + static_cast<std::ptrdiff_t>(inv.command_index));
   auto refuse = [&](const std::string& why) {
     report(inv, "container " + args->id + " refused: " + why);
     std::vector<std::string> del = global;
