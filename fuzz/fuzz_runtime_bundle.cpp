@@ -1,7 +1,7 @@
 // Fuzzes what ctrust-runtime reads before a container starts: the bundle's config.json (the
 // engine writes it from the image's and the user's input) and its own runtime.toml. A
-// rewritten config.json must be a JSON object with ctrust's hooks in place, and a second
-// pass must change nothing.
+// rewritten config.json must be a JSON object with ctrust's createRuntime hook first and no
+// ctrust hook at poststop (an empty stage is dropped), and a second pass must change nothing.
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -18,11 +18,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!once) return 0;
   auto doc = nlohmann::json::parse(*once, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) __builtin_trap();
-  const auto& create = doc["hooks"]["createRuntime"];
-  const auto& poststop = doc["hooks"]["poststop"];
-  if (!create.is_array() || create.empty() || create[0]["path"] != spec.path) __builtin_trap();
-  if (!poststop.is_array() || poststop.empty() || poststop.back()["path"] != spec.path) {
+  const auto& hooks = doc["hooks"];
+  auto create = hooks.find("createRuntime");
+  if (create == hooks.end() || !create->is_array() || create->empty() ||
+      (*create)[0].value("path", std::string()) != spec.path) {
     __builtin_trap();
+  }
+  if (auto poststop = hooks.find("poststop"); poststop != hooks.end()) {
+    if (!poststop->is_array() || poststop->empty()) __builtin_trap();
+    for (const auto& h : *poststop) {
+      auto path = h.is_object() ? h.find("path") : h.end();
+      if (path != h.end() && *path == spec.path) __builtin_trap();
+    }
   }
   auto twice = ctrust::runtime::add_hooks(*once, spec);
   if (!twice || *twice != *once) __builtin_trap();

@@ -140,6 +140,8 @@ check_eq "create through ctrust-runtime" "$rc" 0
 CONTAINERS+=("runc:rt3")
 check_eq "rt3: registered while created, before start" "$(registered rt3) $(runc state rt3 | jq -r .status)" "1 created"
 check_eq "rt3: config.json untouched (no hook)" "$(sha256sum <"$WORK/bundles/rt3/config.json")" "$before"
+check_eq "rt3: no pid-file directory of ctrust-runtime's left behind" \
+  "$(find /run /tmp -maxdepth 1 -name 'ctrust-runtime.*' 2>/dev/null | wc -l)" 0
 check "start passes through" "$SHIM" --ctrust-config "$WORK/runtime.toml" start rt3
 check_eq "rt3: a listed program runs" "$(judged runc exec rt3 /bin/sh -c true)" 0
 check_eq "rt3: an unlisted program is denied" "$(judged runc exec rt3 /bin/sh -c /opt/unlisted)" 126

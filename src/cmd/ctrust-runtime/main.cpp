@@ -161,16 +161,31 @@ int create_registered(ctrust::runtime::Invocation& inv, const ShimConfig& config
   }
   std::string pid_file = args->pid_file;
   std::string own_pid_file;
+  std::string own_dir;  // a private directory for it: no other user can plant a file there
   if (pid_file.empty()) {
-    own_pid_file = "/run/ctrust-runtime." + std::to_string(::getpid()) + ".pid";
-    if (::access("/run", W_OK) != 0) own_pid_file = "/tmp" + own_pid_file.substr(4);
+    std::string base = ::access("/run", W_OK) == 0 ? "/run" : "/tmp";
+    std::string templ = base + "/ctrust-runtime.XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      report(inv, "making a directory for the pid file in " + base + ": " + std::strerror(errno));
+      return 1;
+    }
+    own_dir = templ;
+    own_pid_file = own_dir + "/pid";
     pid_file = own_pid_file;
     auto at = inv.runtime_args.begin() + static_cast<std::ptrdiff_t>(inv.command_index) + 1;
     inv.runtime_args.insert(at, {"--pid-file", own_pid_file});
   }
   int rc = run_runtime(runtime, inv.runtime_args);
+  int run_errno = errno;
+  auto text = rc == 0 ? ctrust::read_file(pid_file, 64)
+                      : ctrust::Result<ctrust::Bytes>(
+                            ctrust::Error(ctrust::Errc::kIo, "the runtime's create failed"));
+  if (!own_dir.empty()) {
+    ::unlink(own_pid_file.c_str());
+    ::rmdir(own_dir.c_str());
+  }
   if (rc < 0) {
-    report(inv, "running " + runtime + ": " + std::strerror(errno));
+    report(inv, "running " + runtime + ": " + std::strerror(run_errno));
     return 1;
   }
   if (rc != 0) return rc;  // the runtime said why
@@ -186,8 +201,6 @@ int create_registered(ctrust::runtime::Invocation& inv, const ShimConfig& config
     }
     return 1;
   };
-  auto text = ctrust::read_file(pid_file, 64);
-  if (!own_pid_file.empty()) ::unlink(own_pid_file.c_str());
   if (!text) return refuse("its pid file: " + text.error().message());
   int pid = 0;
   try {
