@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <mntent.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,31 @@ Result<std::string> cgroup2_mount() {
   return Error(Errc::kUnsupported,
                "no cgroup v2 hierarchy is mounted: the exec gate tells containers apart by it "
                "(mount -t cgroup2 none /sys/fs/cgroup/unified)");
+}
+
+Result<bool> join_host_cgroup_namespace() {
+  struct stat self {};
+  struct stat init {};
+  if (::stat("/proc/self/ns/cgroup", &self) != 0) {
+    return errno_error("stat /proc/self/ns/cgroup", errno);
+  }
+  if (::stat("/proc/1/ns/cgroup", &init) != 0) {
+    // PID 1 belongs to an outer user namespace (a sandbox the host itself runs in): not
+    // ours to compare with or join; the agent's namespace is taken as the host's.
+    if (errno == EACCES || errno == EPERM) return false;
+    return errno_error("stat /proc/1/ns/cgroup", errno);
+  }
+  if (self.st_dev == init.st_dev && self.st_ino == init.st_ino) return false;
+  UniqueFd ns(::open("/proc/1/ns/cgroup", O_RDONLY | O_CLOEXEC));
+  if (!ns) return errno_error("opening /proc/1/ns/cgroup", errno);
+  if (::setns(ns.get(), CLONE_NEWCGROUP) != 0) {
+    return errno_error(
+        "joining the host's cgroup namespace (the agent runs in a cgroup namespace of its own, "
+        "where container cgroups have no host path; run it privileged, with the host's PID "
+        "namespace)",
+        errno);
+  }
+  return true;
 }
 
 namespace {

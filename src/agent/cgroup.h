@@ -32,6 +32,14 @@ Result<std::string> parse_proc_cgroup_v2(std::string_view text);
 // Where the cgroup v2 hierarchy is mounted in the caller's mount namespace.
 Result<std::string> cgroup2_mount();
 
+// Joins the cgroup namespace of PID 1 (the host's, when the agent runs in the host's PID
+// namespace) if the agent's own is another one, as a Kubernetes pod's is on cgroup v2:
+// /proc/PID/cgroup names paths relative to the reader's namespace, and the agent needs the
+// host's. Only the calling thread moves: call it before any thread starts. Returns whether
+// it joined; false also when PID 1's namespace is out of reach (EACCES: PID 1 belongs to an
+// outer user namespace); an error when the namespaces differ and it cannot join.
+Result<bool> join_host_cgroup_namespace();
+
 // The cgroup of process `pid` (the container's first process), moved as said above when
 // it is in the root. `id` names the cgroup the agent makes.
 Result<ContainerCgroup> container_cgroup(pid_t pid, const std::string& id);

@@ -58,7 +58,9 @@ Result<void> AgentImpl::load_policies() {
     for (auto& k : anchors->keys) trust_.keys.push_back(std::move(k));
     for (auto& c : anchors->certificates) trust_.certificates.push_back(std::move(c));
   }
-  CTRUST_TRY(make_dir(config_.policies()));
+  // The default directory is the agent's own; one the configuration names is the operator's
+  // and used as it is: it may be read-only (a Kubernetes ConfigMap), and must exist.
+  if (config_.policy_dir.empty()) CTRUST_TRY(make_dir(config_.policies()));
   std::error_code ec;
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(config_.policies(), ec)) {

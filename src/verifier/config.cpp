@@ -25,6 +25,7 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
   CTRUST_TRY(top.string("store", c.store));
   CTRUST_TRY(top.string("id", c.id));
   CTRUST_TRY(top.string("log_level", c.log_level));
+  CTRUST_TRY(top.string("ear_key", c.ear_key));
   for (const char* section : kSections) top.known(section);
   CTRUST_TRY(top.no_unknown_keys());
 
@@ -63,6 +64,9 @@ Result<VerifierConfig> parse_config(std::string_view text, const std::string& or
 
   if (c.state_dir.empty() || c.state_dir[0] != '/') {
     return Error(Errc::kFormat, origin + ": state_dir must be an absolute path");
+  }
+  if (!c.ear_key.empty() && c.ear_key[0] != '/') {
+    return Error(Errc::kFormat, origin + ": ear_key must be an absolute path");
   }
   const std::pair<const char*, const std::vector<std::string>*> digests[] = {
       {"trust.ek_pins", &c.ek_pins},

@@ -21,6 +21,9 @@ struct VerifierConfig {
   std::string store;                      // default sqlite:STATE/verifier.db
   std::string id;                         // this instance's name (leases); default HOSTNAME-PID
   std::string log_level = "info";
+  // The EAR signing key (PEM). "": STATE/ear-key.pem, made on first start. Set: it must
+  // exist (a Secret shared by several verifiers), and is never made.
+  std::string ear_key;
 
   // [attestation]
   unsigned interval = 10;       // seconds between two attestations of one agent
@@ -52,6 +55,9 @@ struct VerifierConfig {
     return store.empty() ? "sqlite:" + state_dir + "/verifier.db" : store;
   }
   std::string tls_dir() const { return state_dir + "/tls"; }
+  std::string ear_key_path() const {
+    return ear_key.empty() ? state_dir + "/ear-key.pem" : ear_key;
+  }
 };
 
 Result<VerifierConfig> parse_config(std::string_view text, const std::string& origin);

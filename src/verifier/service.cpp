@@ -1,9 +1,11 @@
 #include "verifier/service.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -185,7 +187,7 @@ struct ClientSlot {
 
 }  // namespace
 
-Result<void> ensure_tls_material(const std::string& dir) {
+Result<void> ensure_tls_material(const std::string& dir, const std::vector<std::string>& names) {
   CTRUST_TRY(make_dir(dir));
   if (exists(dir + "/ca.pem") && exists(dir + "/server.pem") && exists(dir + "/client.pem")) {
     return ok_result();
@@ -210,6 +212,13 @@ Result<void> ensure_tls_material(const std::string& dir) {
     req.dns_names = {"localhost"};
     if (host[0] != '\0') req.dns_names.emplace_back(host);
     req.ip_addresses = {"127.0.0.1", "::1"};
+    for (const auto& n : names) {
+      in6_addr a6{};
+      bool ip =
+          ::inet_pton(AF_INET, n.c_str(), &a6) == 1 || ::inet_pton(AF_INET6, n.c_str(), &a6) == 1;
+      auto& list = ip ? req.ip_addresses : req.dns_names;
+      if (std::find(list.begin(), list.end(), n) == list.end()) list.push_back(n);
+    }
     req.days = 825;
     req.usage = usage;
     req.issuer_key = &ca_key;
@@ -241,8 +250,8 @@ Result<void> VerifierImpl::init() {
   CTRUST_TRY(ensure_tls_material(config_.tls_dir()));
   CTRUST_ASSIGN_OR_RETURN(client_identity_, net::load_identity(config_.tls_dir() + "/client.key",
                                                                config_.tls_dir() + "/client.pem"));
-  std::string ear_path = config_.state_dir + "/ear-key.pem";
-  if (!exists(ear_path)) {
+  std::string ear_path = config_.ear_key_path();
+  if (config_.ear_key.empty() && !exists(ear_path)) {
     CTRUST_ASSIGN_OR_RETURN(crypto::PrivateKey k,
                             crypto::PrivateKey::generate(crypto::KeyType::kEcdsaP256));
     CTRUST_TRY(k.save_pem_file(ear_path));

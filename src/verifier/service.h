@@ -36,8 +36,10 @@ class Verifier {
 };
 
 // Creates STATE/tls on first use: a CA, a server certificate for the REST API (SANs
-// localhost, 127.0.0.1 and the host name) and a client certificate. Returns nothing new
-// when they exist. Also used by `ctrust verifier init`.
-Result<void> ensure_tls_material(const std::string& tls_dir);
+// localhost, 127.0.0.1, ::1, the host name and `names`: DNS names or IP addresses) and a
+// client certificate. Returns nothing new when they exist. Also used by `ctrust verifier
+// init --san NAME`, e.g. for a Kubernetes Service's names.
+Result<void> ensure_tls_material(const std::string& tls_dir,
+                                 const std::vector<std::string>& names = {});
 
 }  // namespace ctrust::verifier

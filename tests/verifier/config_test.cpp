@@ -22,6 +22,7 @@ void expect_same(const VerifierConfig& c, const VerifierConfig& d) {
   EXPECT_EQ(c.store, d.store);
   EXPECT_EQ(c.id, d.id);
   EXPECT_EQ(c.log_level, d.log_level);
+  EXPECT_EQ(c.ear_key, d.ear_key);
   EXPECT_EQ(c.interval, d.interval);
   EXPECT_EQ(c.concurrency, d.concurrency);
   EXPECT_EQ(c.timeout_ms, d.timeout_ms);
@@ -92,6 +93,7 @@ listen = "0.0.0.0:9443"
 store = "postgresql://ctrust@db/ctrust"
 id = "verifier-a"
 log_level = "debug"
+ear_key = "/etc/ctrust/ear/ear-key.pem"
 
 [attestation]
 interval = 30
@@ -130,6 +132,8 @@ max_body = 1048576
   EXPECT_EQ(c->store_url(), "postgresql://ctrust@db/ctrust");
   EXPECT_EQ(c->id, "verifier-a");
   EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->ear_key, "/etc/ctrust/ear/ear-key.pem");
+  EXPECT_EQ(c->ear_key_path(), "/etc/ctrust/ear/ear-key.pem");
   EXPECT_EQ(c->interval, 30U);
   EXPECT_EQ(c->concurrency, 128U);
   EXPECT_EQ(c->timeout_ms, 2500U);
@@ -270,6 +274,7 @@ TEST(VerifierConfig, RefusesARelativeOrEmptyStateDir) {
       {"state_dir = \"var/lib/ctrust-verifier\"\n", {"state_dir", "absolute"}},
       {"state_dir = \"./state\"\n", {"state_dir", "absolute"}},
       {"state_dir = \"\"\n", {"state_dir", "absolute"}},
+      {"ear_key = \"ear-key.pem\"\n", {"ear_key", "absolute"}},
   });
 }
 

@@ -1,12 +1,16 @@
 // Remote attestation from the command line (docs/cli/attest.md): `ctrust attest`, a one-shot
 // registration and challenge of one agent with the verdict, its reasons and an exit code;
 // and `ctrust verifier ...`, the admin commands of a running ctrust-verifier (its REST API).
+#include <unistd.h>
+
 #include <array>
 #include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <regex>
 #include <string>
 
 #include "attest/ear.h"
@@ -337,8 +341,29 @@ void register_attest_commands(CLI::App& app, Context& ctx) {
 
   auto* init = v->add_subcommand(
       "init", "Make the verifier's CA and certificates under STATE/tls (agents trust tls/ca.pem)");
-  init->callback([admin, &ctx] {
-    auto r = verifier::ensure_tls_material(admin->tls.state_dir + "/tls");
+  auto sans = std::make_shared<std::vector<std::string>>();
+  init->add_option("--san", *sans,
+                   "Another name of the REST API's server certificate: a DNS name or an IP "
+                   "address (repeatable; e.g. a Kubernetes Service's names)")
+      ->check([](const std::string& n) -> std::string {
+        static const std::regex kName(
+            R"(^([0-9A-Za-z]([0-9A-Za-z-]{0,61}[0-9A-Za-z])?)"
+            R"((\.[0-9A-Za-z]([0-9A-Za-z-]{0,61}[0-9A-Za-z])?)*|[0-9a-fA-F:.]+)$)");
+        if (n.size() > 253 || !std::regex_match(n, kName)) {
+          return "not a DNS name or IP address: " + n;
+        }
+        return {};
+      });
+  init->callback([admin, sans, &ctx] {
+    std::string dir = admin->tls.state_dir + "/tls";
+    auto present = [&](const char* f) { return ::access((dir + "/" + f).c_str(), F_OK) == 0; };
+    if (!sans->empty() && present("ca.pem") && present("server.pem") && present("client.pem")) {
+      std::fprintf(stderr,
+                   "ctrust: warning: %s exists: its certificates are kept and --san is not "
+                   "applied (remove the directory to make new ones, with a new CA)\n",
+                   dir.c_str());
+    }
+    auto r = verifier::ensure_tls_material(dir, *sans);
     if (!r) {
       ctx.exit_code = report_error(r.error());
       return;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/cgroup.h"
 #include "agent/config.h"
 #include "agent/digest_cache.h"
 #include "util/file.h"
@@ -72,6 +73,13 @@ int run(int argc, char** argv) {
   if (auto r = ctrust::agent::block_lease_signal(); !r) {
     std::fprintf(stderr, "ctrustd: error: %s\n", r.error().message().c_str());
     return 3;
+  }
+  // Also before any thread: setns moves only the calling thread.
+  if (auto joined = ctrust::agent::join_host_cgroup_namespace(); !joined) {
+    std::fprintf(stderr, "ctrustd: error: %s\n", joined.error().message().c_str());
+    return 3;
+  } else if (*joined) {
+    spdlog::info("joined the host's cgroup namespace (the agent's own was another)");
   }
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
