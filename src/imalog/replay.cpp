@@ -227,10 +227,19 @@ Result<PassResult> replay_pass(const SourceFactory& open, const std::vector<Hash
 }
 
 std::vector<PcrMismatch> compare(const PcrBank& bank,
-                                 const std::map<std::uint32_t, Digest>& expected) {
+                                 const std::map<std::uint32_t, Digest>& expected,
+                                 std::uint32_t accounted) {
   std::vector<PcrMismatch> out;
   for (std::uint32_t i = 0; i < kNumPcrs; ++i) {
-    if ((bank.extended & (1u << i)) == 0) continue;
+    if ((bank.extended & (1u << i)) == 0) {
+      auto it = expected.find(i);
+      if ((accounted & (1u << i)) != 0 && it != expected.end() && !it->second.is_zero()) {
+        PcrMismatch m{bank.alg, i, Digest::zero(bank.alg), it->second};
+        m.never_extended = true;
+        out.push_back(m);
+      }
+      continue;
+    }
     auto it = expected.find(i);
     if (it == expected.end()) {
       out.push_back({bank.alg, i, bank.values[i], std::nullopt});
@@ -245,7 +254,7 @@ std::vector<PcrMismatch> compare(const PcrBank& bank,
 
 Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& expected,
                                 const std::function<void(std::uint64_t)>& progress,
-                                const std::string& source_name) {
+                                const std::string& source_name, std::uint32_t accounted) {
   std::vector<HashAlg> banks;
   for (const auto& [alg, values] : expected) banks.push_back(alg);
   if (banks.empty()) return Error(Errc::kInvalidArgument, "no PCR values to verify against");
@@ -261,10 +270,13 @@ Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& e
 
   std::vector<HashAlg> retry;
   for (const PcrBank& b : first.banks) {
-    auto mism = compare(b, expected.at(b.alg));
+    auto mism = compare(b, expected.at(b.alg), accounted);
+    // Only values that differ can be the kernel's SHA-1 padding: a PCR the log never
+    // extends differs whatever the template digests are.
     bool only_value_mismatch =
-        !mism.empty() &&
-        std::all_of(mism.begin(), mism.end(), [](const auto& m) { return m.expected.has_value(); });
+        !mism.empty() && std::all_of(mism.begin(), mism.end(), [](const auto& m) {
+          return m.expected.has_value() && !m.never_extended;
+        });
     if (only_value_mismatch && b.alg != HashAlg::kSha1) {
       retry.push_back(b.alg);
     } else {
@@ -275,7 +287,7 @@ Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& e
     CTRUST_ASSIGN_OR_RETURN(PassResult second, replay_pass(open, retry, retry, {}, source_name));
     for (std::size_t i = 0; i < retry.size(); ++i) {
       const PcrBank& padded_bank = second.banks[i];
-      if (compare(padded_bank, expected.at(retry[i])).empty()) {
+      if (compare(padded_bank, expected.at(retry[i]), accounted).empty()) {
         report.sha1_padded_banks.push_back(retry[i]);
         for (PcrBank& b : report.replayed) {
           if (b.alg == retry[i]) b = padded_bank;
@@ -285,7 +297,7 @@ Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& e
         for (const PcrBank& b : first.banks) {
           if (b.alg == retry[i]) native = &b;
         }
-        auto mism = compare(*native, expected.at(retry[i]));
+        auto mism = compare(*native, expected.at(retry[i]), accounted);
         report.mismatches.insert(report.mismatches.end(), mism.begin(), mism.end());
       }
     }

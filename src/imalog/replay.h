@@ -66,6 +66,10 @@ struct PcrMismatch {
   std::uint32_t pcr;
   Digest replayed;
   std::optional<Digest> expected;  // nullopt: the PCR file does not give this PCR
+  // The log never extends this PCR (replayed is all zeros), but it is one the log must
+  // account for and the PCR file gives it a value that is not all zeros: entries were
+  // removed, or the log is not this PCR's.
+  bool never_extended = false;
 };
 
 struct VerifyReport {
@@ -85,10 +89,16 @@ struct VerifyReport {
 // Replays the log from `open()` against `expected` (every bank it names). A bank that does
 // not match is replayed a second time in the SHA-1-padded variant and reported if that
 // matches. `open` is called once per pass. Errors while reading are prefixed with
-// `source_name` (a file name) so they say where they happened.
+// `source_name` (a file name) so they say where they happened. `accounted` (a bit per PCR,
+// default PCR 10, IMA's) names the PCRs the log is the record of: one that the PCR files
+// give but the log never extends must be all zeros (an empty or emptied log against an
+// extended PCR fails, as evmctl ima_measurement does); other PCRs the log does not extend
+// (the boot PCRs of a tpm2_pcrread file) are not its business.
 using SourceFactory = std::function<Result<std::unique_ptr<EntrySource>>()>;
+inline constexpr std::uint32_t kImaPcrMask = 1u << 10;
 Result<VerifyReport> verify_log(const SourceFactory& open, const ExpectedPcrs& expected,
                                 const std::function<void(std::uint64_t)>& progress = {},
-                                const std::string& source_name = {});
+                                const std::string& source_name = {},
+                                std::uint32_t accounted = kImaPcrMask);
 
 }  // namespace ctrust::imalog

@@ -147,6 +147,16 @@ check_eq "names bank and PCR" "$(grep -c '^FAILED: sha256 PCR-10: replayed' "$WO
 grep -v '^PCR-11' a.sha256 >no11.sha256
 check_exit "missing PCR" 1 "$CTRUST" log verify --pcrs no11.sha256 a.log
 check_eq "says not given" "$(grep -c 'PCR-11: extended by the log but not given' "$WORK/.out")" "1"
+# An empty (emptied) log against an extended PCR 10: fails, naming the PCR (as evmctl does);
+# against a zero PCR 10 it is what an empty log means. --log-pcr names another log's PCR.
+: >empty.log
+check_exit "empty log, extended PCR 10" 1 "$CTRUST" log verify --pcrs a.sha256 empty.log
+check_eq "says it is never extended" "$(grep -c '^FAILED: sha256 PCR-10: the log never extends it' "$WORK/.out")" "1"
+check_exit "... and in JSON" 1 "$CTRUST" log verify --json --pcrs a.sha256 empty.log
+check_eq "never_extended in JSON" "$(jq -r '[.ok, .mismatches[0].pcr, .mismatches[0].never_extended] | join(" ")' "$WORK/.out")" "false 10 true"
+check "empty log, zero PCR 10" "$CTRUST" log verify --pcrs bad.sha256 empty.log
+check_exit "--log-pcr 11: an empty log against extended PCR 11 fails" 1 "$CTRUST" log verify --pcrs bad.sha256 --log-pcr 11 empty.log
+check_exit "--log-pcr out of range" 2 "$CTRUST" log verify --pcrs a.sha256 --log-pcr 24 empty.log
 check_exit "disagreeing PCR files" 3 "$CTRUST" log verify --pcrs a.sha256 --pcrs bad.sha256 a.log
 check_exit "missing log" 3 "$CTRUST" log verify --pcrs a.sha256 nope.log
 check_exit "no --pcrs" 2 "$CTRUST" log verify a.log

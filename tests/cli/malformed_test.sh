@@ -258,7 +258,9 @@ check_ok
 [[ ! -s $tmp/out ]] || problems+="printed entries for an empty log; "
 record "empty log: log show (0 entries)"
 expect_ok "empty log: log replay" log replay empty.bin
-expect_ok "empty log: log verify" log verify --pcrs valid3.pcrs empty.bin
+"$CTRUST" log replay empty.bin >empty.pcrs
+expect_ok "empty log: log verify against zero PCRs" log verify --pcrs empty.pcrs empty.bin
+# (against valid3.pcrs, whose PCR 10 is extended, it is rejected: tests/cli/log_test.sh)
 rm -rf conv && mkdir conv
 expect_ok "empty log: log convert" log convert --to ascii empty.bin conv/out
 

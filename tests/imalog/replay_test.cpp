@@ -112,6 +112,43 @@ TEST(Verify, AcceptsAMatchingLogAndExplainsMismatches) {
   EXPECT_FALSE(rep->mismatches[0].expected.has_value());
 }
 
+// A PCR the log is the record of, given by the PCR file but never extended by the log,
+// must be all zeros: an emptied log against an extended PCR 10 fails (as evmctl's does).
+TEST(Verify, APcrTheLogNeverExtendsMustBeZero) {
+  std::vector<Entry> entries = {ng_entry("/a", "a")};
+  Replayer truth({HashAlg::kSha256});
+  for (const Entry& e : entries) ASSERT_TRUE(truth.add(e).ok());
+  ExpectedPcrs expected = expected_from(truth);  // PCR 10 extended, the others zero
+  Bytes empty;
+  auto rep = verify_log(memory_source(empty), expected);
+  ASSERT_TRUE(rep.ok()) << rep.error().message();
+  EXPECT_FALSE(rep->ok());
+  ASSERT_EQ(rep->mismatches.size(), 1u);
+  EXPECT_EQ(rep->mismatches[0].pcr, 10u);
+  EXPECT_TRUE(rep->mismatches[0].never_extended);
+  EXPECT_TRUE(rep->mismatches[0].replayed.is_zero());
+  ASSERT_TRUE(rep->mismatches[0].expected.has_value());
+  EXPECT_EQ(*rep->mismatches[0].expected, expected[HashAlg::kSha256][10]);
+  // Zero values for it are what an empty log means: fine.
+  expected[HashAlg::kSha256][10] = Digest::zero(HashAlg::kSha256);
+  rep = verify_log(memory_source(empty), expected);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->ok());
+  // A PCR that is not the log's (a boot PCR of a tpm2_pcrread file) is not its business,
+  // unless the caller says it is.
+  expected = expected_from(truth);
+  expected[HashAlg::kSha256][0].bytes[0] = 1;
+  rep = verify_log(memory_source(log_bytes(entries)), expected);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->ok());
+  rep = verify_log(memory_source(log_bytes(entries)), expected, {}, {}, kImaPcrMask | 1u);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_FALSE(rep->ok());
+  ASSERT_EQ(rep->mismatches.size(), 1u);
+  EXPECT_EQ(rep->mismatches[0].pcr, 0u);
+  EXPECT_TRUE(rep->mismatches[0].never_extended);
+}
+
 TEST(Verify, DroppedOrReorderedEntriesFail) {
   std::vector<Entry> entries = {ng_entry("/a", "a"), ng_entry("/b", "b"), ng_entry("/c", "c")};
   Replayer truth({HashAlg::kSha256});

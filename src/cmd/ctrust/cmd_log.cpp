@@ -257,6 +257,7 @@ int run_replay(const ReplayArgs& args) {
 struct VerifyArgs {
   InputArgs in;
   std::vector<std::string> pcr_files;
+  std::vector<unsigned> log_pcrs;  // the PCRs the log is the record of (default 10)
   bool json = false;
 };
 
@@ -294,8 +295,11 @@ int run_verify(const VerifyArgs& args) {
   if (!expected) return report_error(expected.error());
   Progress progress("verifying", args.in.file_size());
   auto started = std::chrono::steady_clock::now();
-  auto report = imalog::verify_log([&] { return args.in.open(); }, *expected,
-                                   [&](std::uint64_t n) { progress.advance(n); }, args.in.path);
+  std::uint32_t accounted = args.log_pcrs.empty() ? imalog::kImaPcrMask : 0;
+  for (unsigned p : args.log_pcrs) accounted |= 1u << p;
+  auto report =
+      imalog::verify_log([&] { return args.in.open(); }, *expected,
+                         [&](std::uint64_t n) { progress.advance(n); }, args.in.path, accounted);
   progress.finish();
   if (!report) return report_error(report.error());
   const imalog::VerifyReport& rep = *report;
@@ -321,7 +325,8 @@ int run_verify(const VerifyArgs& args) {
           {{"bank", crypto::hash_name(m.bank)},
            {"pcr", m.pcr},
            {"replayed", m.replayed.hex()},
-           {"expected", m.expected ? nlohmann::json(m.expected->hex()) : nlohmann::json(nullptr)}});
+           {"expected", m.expected ? nlohmann::json(m.expected->hex()) : nlohmann::json(nullptr)},
+           {"never_extended", m.never_extended}});
     }
     for (auto b : rep.sha1_padded_banks) j["sha1_padded_banks"].push_back(crypto::hash_name(b));
     print_json(j);
@@ -343,7 +348,12 @@ int run_verify(const VerifyArgs& args) {
                   static_cast<unsigned long long>(rep.bad_template_digests));
     }
     for (const auto& m : rep.mismatches) {
-      if (m.expected) {
+      if (m.never_extended) {
+        std::printf(
+            "FAILED: %s: the log never extends it, but it is %s, not all zeros (entries "
+            "are missing, or the log is not this PCR's)\n",
+            pcr_name(m).c_str(), m.expected->hex().c_str());
+      } else if (m.expected) {
         std::printf("FAILED: %s: replayed %s, expected %s\n", pcr_name(m).c_str(),
                     m.replayed.hex().c_str(), m.expected->hex().c_str());
       } else {
@@ -671,6 +681,12 @@ void register_log_commands(CLI::App& app, Context& ctx) {
                 "[BANK,]FILE with PCR values: PCR-NN: HEX lines or tpm2_pcrread output; repeat "
                 "for several banks")
       ->required()
+      ->allow_extra_args(false);
+  c->add_option("--log-pcr", verify->log_pcrs,
+                "A PCR this log is the record of (repeatable; default 10, IMA's): given in a "
+                "PCR file but never extended by the log, it must be all zeros (e.g. 13 for "
+                "ctrustd's host log)")
+      ->check(CLI::Range(0u, 23u))
       ->allow_extra_args(false);
   c->add_flag("--json", verify->json, "Print JSON");
   verify->in.add_to(c);
