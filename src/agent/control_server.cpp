@@ -63,12 +63,14 @@ json AgentImpl::handle(const json& request) {
       }
       std::string id = request["id"].get<std::string>();
       if (id == "host") {
-        return json{{"ok", true}, {"path", config_.host_dir() + "/measurements.bin"}};
+        return json{{"ok", true},
+                    {"path", config_.host_dir() + "/measurements.bin"},
+                    {"pcr", config_.host_pcr}};
       }
       if (!tpm::valid_container_id(id)) return Error(Errc::kInvalidArgument, "bad container id");
       std::string path = config_.containers_dir() + "/" + id + "/measurements.bin";
       if (!fs::exists(path)) return Error(Errc::kNotFound, "no log for container " + id);
-      return json{{"ok", true}, {"path", path}};
+      return json{{"ok", true}, {"path", path}, {"pcr", 10}};
     }
     if (op == "status") {
       return json{{"ok", true}, {"state_dir", config_.state_dir}, {"pid", ::getpid()}};

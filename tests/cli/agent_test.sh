@@ -403,6 +403,14 @@ hs1=$("$CTRUST" tpm pcrread --tcti "$HT" sha1:13 --json | jq -r '.sha1["13"]')
 hs256=$("$CTRUST" tpm pcrread --tcti "$HT" sha256:13 --json | jq -r '.sha256["13"]')
 pcr_file 13 "$hs1" >"$WORK/host.sha1.pcrs"
 pcr_file 13 "$hs256" >"$WORK/host.sha256.pcrs"
+# The host log through the agent: it is PCR 13's record, not PCR 10's; a PCR file whose PCR 10
+# holds the kernel's IMA value is no concern of it, while an emptied host log would be.
+sed "s/^PCR-10: .*/PCR-10: $(printf '%064d' 1)/" "$WORK/host.sha256.pcrs" >"$WORK/host+ima.sha256.pcrs"
+check "host log via --container host: PCR 10 is not its business" "$CTRUST" log verify \
+  --socket "$SOCK" --container host --pcrs "$WORK/host+ima.sha256.pcrs"
+: >"$WORK/emptied.log"
+check_exit "... but an emptied host log against PCR 13 fails (--log-pcr 13)" 1 "$CTRUST" log verify \
+  --log-pcr 13 --pcrs "$WORK/host.sha256.pcrs" "$WORK/emptied.log"
 check "host log replays to the host TPM's PCR 13" "$CTRUST" log verify \
   --pcrs "$WORK/host.sha1.pcrs" --pcrs "$WORK/host.sha256.pcrs" "$STATE/host/measurements.bin"
 hnames=$("$CTRUST" log show --json "$STATE/host/measurements.bin" | jq -r '.[].name')

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "agent/config.h"
 #include "agent/control.h"
@@ -64,9 +65,14 @@ struct InputArgs {
                             agent::control_call(socket, {{"op", "log"}, {"id", container}}, 10000));
     path = answer.value("path", "");
     if (path.empty()) return Error(Errc::kFormat, "ctrustd gave no log path");
+    if (answer.contains("pcr") && answer["pcr"].is_number_unsigned() &&
+        answer["pcr"].get<unsigned>() < 24) {
+      log_pcr = answer["pcr"].get<unsigned>();
+    }
     return ok_result();
   }
   std::string container;
+  std::optional<unsigned> log_pcr;  // with --container: the PCR ctrustd extends for that log
   std::string socket = agent::kDefaultSocket;
 
   Result<imalog::OpenOptions> options() const {
@@ -295,7 +301,9 @@ int run_verify(const VerifyArgs& args) {
   if (!expected) return report_error(expected.error());
   Progress progress("verifying", args.in.file_size());
   auto started = std::chrono::steady_clock::now();
-  std::uint32_t accounted = args.log_pcrs.empty() ? imalog::kImaPcrMask : 0;
+  // --log-pcr, else the PCR ctrustd extends for a --container log, else IMA's.
+  std::uint32_t accounted =
+      args.log_pcrs.empty() ? (args.in.log_pcr ? 1u << *args.in.log_pcr : imalog::kImaPcrMask) : 0;
   for (unsigned p : args.log_pcrs) accounted |= 1u << p;
   auto report =
       imalog::verify_log([&] { return args.in.open(); }, *expected,
@@ -683,9 +691,9 @@ void register_log_commands(CLI::App& app, Context& ctx) {
       ->required()
       ->allow_extra_args(false);
   c->add_option("--log-pcr", verify->log_pcrs,
-                "A PCR this log is the record of (repeatable; default 10, IMA's): given in a "
-                "PCR file but never extended by the log, it must be all zeros (e.g. 13 for "
-                "ctrustd's host log)")
+                "A PCR this log is the record of (repeatable; default 10, IMA's, or with "
+                "--container the PCR ctrustd extends for it): given in a PCR file but never "
+                "extended by the log, it must be all zeros")
       ->check(CLI::Range(0u, 23u))
       ->allow_extra_args(false);
   c->add_flag("--json", verify->json, "Print JSON");
