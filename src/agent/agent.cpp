@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -119,7 +120,23 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_) return errno_error("eventfd", errno);
 
-  CTRUST_ASSIGN_OR_RETURN(DigestCache cache, DigestCache::create(config_.cache_entries));
+  // Every cached file holds a descriptor: what does not fit under RLIMIT_NOFILE (with room
+  // for the containers, their logs and connections) is not cached, said once here.
+  std::size_t image_entries = config_.image_cache_entries;
+  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    std::size_t room = nofile.rlim_cur > config_.cache_entries + 4096
+                           ? static_cast<std::size_t>(nofile.rlim_cur) - config_.cache_entries - 4096
+                           : 0;
+    if (room < image_entries) {
+      spdlog::warn(
+          "enforcement.image_cache_entries = {} does not fit the descriptor limit ({} with "
+          "cache_entries = {}): {} image files are cached (raise LimitNOFILE)",
+          image_entries, nofile.rlim_cur, config_.cache_entries, room);
+      image_entries = room;
+    }
+  }
+  CTRUST_ASSIGN_OR_RETURN(DigestCache cache,
+                          DigestCache::create(config_.cache_entries, image_entries));
   cache_.emplace(std::move(cache));
   events::MonitorOptions options;
   options.exec = true;

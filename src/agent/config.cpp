@@ -74,6 +74,7 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(
       enforcement.number("hash_threads_per_container", c.hash_threads_per_container, 0, 256));
   CTRUST_TRY(enforcement.number("cache_entries", c.cache_entries, 1, 1 << 20));
+  CTRUST_TRY(enforcement.number("image_cache_entries", c.image_cache_entries, 0, 1 << 20));
   CTRUST_TRY(enforcement.number("max_file_bytes", c.max_file_bytes, std::int64_t{1} << 20,
                                 std::int64_t{1} << 40));
   CTRUST_TRY(enforcement.boolean("bpf", c.bpf));

@@ -48,6 +48,9 @@ struct AgentConfig {
   // another container's exec always finds a worker.
   unsigned hash_threads_per_container = 0;
   std::size_t cache_entries = 16384;  // files whose digests are cached (one descriptor each)
+  // Image files whose fs-verity digests are kept across container starts (one descriptor
+  // each; image_files.h); 0: none, every start hashes its whole image.
+  std::size_t image_cache_entries = 16384;
   // The largest file hashed for a decision: one container cannot hold the workers with a
   // huge (or sparse) file that starts like an ELF object. Larger: denied in enforce, a
   // violation record elsewhere.

@@ -11,6 +11,7 @@
 
 #include "agent/agent_impl.h"
 #include "agent/cgroup.h"
+#include "agent/image_files.h"
 #include "image/manifest.h"
 #include "imalog/entry.h"
 #include "util/file.h"
@@ -88,12 +89,24 @@ Result<json> AgentImpl::create(const json& request) {
     }
   }
   // The image digest before anything is attached: what the container will run from.
+  // Its files' fs-verity digests come from the image cache where they can be vouched for.
   image::ManifestOptions mo;
   mo.threads = 0;
+  std::string mountinfo;
+  if (auto text = read_file("/proc/self/mountinfo", std::size_t{16} << 20)) {
+    mountinfo.assign(reinterpret_cast<const char*>(text->data()), text->size());
+  }
+  ImageFiles files = ImageFiles::open(c->rootfs, mountinfo, &*cache_);
+  mo.fsverity_of = [&files](int fd, const std::string& path, const struct stat& st) {
+    return files.fsverity(fd, path, st);
+  };
   auto manifest = image::manifest_from_directory(c->rootfs, mo);
   if (!manifest) return std::move(manifest).error().with_context("image digest of " + c->rootfs);
   CTRUST_ASSIGN_OR_RETURN(c->image, manifest->digest());
   lap("image digest");
+  spdlog::debug("{}: image files: {} cached, {} hashed and cached, {} hashed uncached{}", c->id,
+                files.hits(), files.hashed(), files.uncached(),
+                files.why().empty() ? "" : " (" + files.why() + ")");
   {
     std::lock_guard lock(policies_mutex_);
     // The policy that applies without the annotation: one listing the image, else the
@@ -400,7 +413,16 @@ bool AgentImpl::still_running(std::uint64_t key) {
 
 void AgentImpl::exits_loop() {
   std::array<epoll_event, 32> ready{};
+  auto swept = std::chrono::steady_clock::now();
   while (!stopping_) {
+    // Once a minute: cached image files whose image was removed are let go, so their blocks
+    // are freed.
+    if (auto now = std::chrono::steady_clock::now(); now - swept >= std::chrono::seconds(60)) {
+      swept = now;
+      if (std::size_t n = cache_->drop_unlinked_images(); n != 0) {
+        spdlog::debug("image cache: {} files of removed images let go", n);
+      }
+    }
     int n = ::epoll_wait(exits_epoll_.get(), ready.data(), static_cast<int>(ready.size()), 250);
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -36,6 +36,7 @@ json AgentImpl::ps() {
            {{"hits", stats.hits},
             {"misses", stats.misses},
             {"entries", stats.entries},
+            {"image_entries", stats.image_entries},
             {"broken", stats.broken},
             {"writers", stats.writers},
             {"kernel", stats.kernel},

@@ -32,7 +32,7 @@ Result<void> block_lease_signal() {
   return ok_result();
 }
 
-Result<DigestCache> DigestCache::create(std::size_t max_entries) {
+Result<DigestCache> DigestCache::create(std::size_t max_entries, std::size_t image_entries) {
   if (max_entries == 0) return Error(Errc::kInvalidArgument, "a digest cache needs room");
   sigset_t set = lease_signals();
   sigset_t blocked;
@@ -43,13 +43,14 @@ Result<DigestCache> DigestCache::create(std::size_t max_entries) {
   }
   UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!fd) return errno_error("signalfd for lease breaks", errno);
-  return DigestCache(std::move(fd), max_entries);
+  return DigestCache(std::move(fd), max_entries, image_entries);
 }
 
 DigestCache::DigestCache(DigestCache&& other) noexcept
-    : signal_fd_(std::move(other.signal_fd_)), max_(other.max_) {
+    : signal_fd_(std::move(other.signal_fd_)), max_(other.max_), image_max_(other.image_max_) {
   std::lock_guard lock(other.mutex_);
   lru_ = std::move(other.lru_);
+  image_lru_ = std::move(other.image_lru_);
   by_key_ = std::move(other.by_key_);
   by_fd_ = std::move(other.by_fd_);
   pending_ = std::move(other.pending_);
@@ -72,7 +73,8 @@ std::optional<crypto::Digest> DigestCache::find(const FileKey& key) {
     ++stats_.misses;
     return std::nullopt;
   }
-  lru_.splice(lru_.begin(), lru_, it->second);
+  auto& list = room(key);
+  list.splice(list.begin(), list, it->second);
   ++stats_.hits;
   return it->second->digest;
 }
@@ -135,8 +137,14 @@ void DigestCache::erase_locked(std::list<Slot>::iterator it) {
   if (it->ignored && hooks_.unignore) hooks_.unignore(it->fds[0].get());
   if (erase_hook_) erase_hook_(it->key);
   for (const auto& f : it->fds) by_fd_.erase(f.get());
+  auto& list = room(it->key);
   by_key_.erase(it->key);
-  lru_.erase(it);  // closes the descriptors, releasing their leases
+  list.erase(it);  // closes the descriptors, releasing their leases
+}
+
+void DigestCache::erase_all_locked() {
+  while (!lru_.empty()) erase_locked(lru_.begin());
+  while (!image_lru_.empty()) erase_locked(image_lru_.begin());
 }
 
 void DigestCache::set_kernel_hooks(KernelHooks hooks) {
@@ -172,20 +180,23 @@ bool DigestCache::finish(const FileKey& key, std::vector<UniqueFd> fds,
     if (!fds.empty()) note_broken_locked(key);
     return false;  // `fds` close here, releasing the leases
   }
+  auto& list = room(key);
+  std::size_t max = key.owner == kImageOwner ? image_max_ : max_;
+  if (max == 0) return false;  // no room for images: nothing is cached
   if (auto old = by_key_.find(key); old != by_key_.end()) erase_locked(old->second);
-  while (lru_.size() >= max_) {
-    erase_locked(std::prev(lru_.end()));
+  while (list.size() >= max) {
+    erase_locked(std::prev(list.end()));
     ++stats_.evicted;
   }
   std::vector<int> raw;
   raw.reserve(fds.size());
   for (const auto& f : fds) raw.push_back(f.get());
-  lru_.push_front(Slot{key, std::move(fds), digest, false});
-  by_key_[key] = lru_.begin();
-  for (int r : raw) by_fd_[r] = lru_.begin();
+  list.push_front(Slot{key, std::move(fds), digest, false});
+  by_key_[key] = list.begin();
+  for (int r : raw) by_fd_[r] = list.begin();
   // Under the lock: a lease break handled after this sees `ignored` and undoes it first.
   if (kernel && hooks_.ignore && hooks_.ignore(raw[0])) {
-    lru_.front().ignored = true;
+    list.front().ignored = true;
     ++stats_.kernel;
   }
   return true;
@@ -245,8 +256,8 @@ void DigestCache::drain() {
         // SIGIO: the kernel's real-time queue overflowed and we do not know which lease
         // broke; drop everything rather than keep one stale digest.
         for (auto& [fd, broken] : pending_) broken = true;
-        stats_.broken += lru_.size();
-        while (!lru_.empty()) erase_locked(lru_.begin());
+        stats_.broken += lru_.size() + image_lru_.size();
+        erase_all_locked();
       }
     }
   }
@@ -254,22 +265,39 @@ void DigestCache::drain() {
 
 void DigestCache::drop_owner(std::uint64_t owner) {
   std::lock_guard lock(mutex_);
-  for (auto it = lru_.begin(); it != lru_.end();) {
+  auto& list = room(FileKey{owner, 0, 0});
+  for (auto it = list.begin(); it != list.end();) {
     auto next = std::next(it);
     if (it->key.owner == owner) erase_locked(it);
     it = next;
   }
 }
 
+std::size_t DigestCache::drop_unlinked_images() {
+  std::lock_guard lock(mutex_);
+  std::size_t dropped = 0;
+  for (auto it = image_lru_.begin(); it != image_lru_.end();) {
+    auto next = std::next(it);
+    struct stat st {};
+    if (::fstat(it->fds[0].get(), &st) == 0 && st.st_nlink == 0) {
+      erase_locked(it);
+      ++dropped;
+    }
+    it = next;
+  }
+  return dropped;
+}
+
 void DigestCache::clear() {
   std::lock_guard lock(mutex_);
-  while (!lru_.empty()) erase_locked(lru_.begin());
+  erase_all_locked();
 }
 
 DigestCacheStats DigestCache::stats() {
   std::lock_guard lock(mutex_);
   DigestCacheStats s = stats_;
   s.entries = lru_.size();
+  s.image_entries = image_lru_.size();
   return s;
 }
 

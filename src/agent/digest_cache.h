@@ -49,7 +49,8 @@ int lease_signal();
 Result<void> block_lease_signal();
 
 struct FileKey {
-  std::uint64_t owner = 0;  // who the digest is for (the agent's container number)
+  // Who the digest is for: the agent's container number, or kImageOwner.
+  std::uint64_t owner = 0;
   dev_t dev = 0;
   ino_t ino = 0;
   bool operator==(const FileKey&) const = default;
@@ -63,12 +64,20 @@ struct DigestCacheStats {
   std::uint64_t evicted = 0;
   std::uint64_t kernel = 0;  // entries cached in the kernel too (ignore marks)
   std::size_t entries = 0;
+  std::size_t image_entries = 0;  // of kImageOwner, in their own room
 };
 
 class DigestCache {
  public:
-  // `max_entries` files at most (each holds one descriptor); the least recently used goes.
-  static Result<DigestCache> create(std::size_t max_entries);
+  // The owner of image files' fs-verity digests (image_files.h), which no container number
+  // is: held as leased as the others, but in a room of their own, so that the walk of a
+  // large image at a container's start never evicts the exec path's entries.
+  static constexpr std::uint64_t kImageOwner = 0;
+
+  // `max_entries` files at most for containers and `image_entries` for kImageOwner (each
+  // entry holds a descriptor); the least recently used of the same room goes. With no room
+  // for images, finish() caches no kImageOwner key.
+  static Result<DigestCache> create(std::size_t max_entries, std::size_t image_entries = 0);
   DigestCache(DigestCache&& other) noexcept;
   DigestCache& operator=(DigestCache&&) = delete;
   ~DigestCache();
@@ -136,6 +145,9 @@ class DigestCache {
   void drain();
   // Drops every entry of `owner` (a container that stopped).
   void drop_owner(std::uint64_t owner);
+  // Drops the kImageOwner entries whose file has no name left (an image that was removed):
+  // the entry's descriptor would keep its blocks allocated. Returns how many went.
+  std::size_t drop_unlinked_images();
   void clear();
 
   DigestCacheStats stats();
@@ -152,14 +164,21 @@ class DigestCache {
     crypto::Digest digest;
     bool ignored = false;  // a kernel ignore mark is set on fds[0]'s inode
   };
-  DigestCache(UniqueFd signal_fd, std::size_t max) : signal_fd_(std::move(signal_fd)), max_(max) {}
+  DigestCache(UniqueFd signal_fd, std::size_t max, std::size_t image_max)
+      : signal_fd_(std::move(signal_fd)), max_(max), image_max_(image_max) {}
   void drop_fd_locked(int fd);
   void erase_locked(std::list<Slot>::iterator it);
+  std::list<Slot>& room(const FileKey& key) {
+    return key.owner == kImageOwner ? image_lru_ : lru_;
+  }
+  void erase_all_locked();
 
   UniqueFd signal_fd_;
   std::size_t max_;
+  std::size_t image_max_;
   std::mutex mutex_;
-  std::list<Slot> lru_;  // most recent first
+  std::list<Slot> lru_;        // most recent first
+  std::list<Slot> image_lru_;  // kImageOwner's, most recent first
   std::unordered_map<FileKey, std::list<Slot>::iterator, KeyHash> by_key_;
   std::unordered_map<int, std::list<Slot>::iterator> by_fd_;
   std::unordered_map<int, bool> pending_;  // fd -> lease broke since begin()

@@ -205,7 +205,8 @@ Result<void> hash_files(int root_fd, Walk& walk, const ManifestOptions& options)
                  !x) {
         d = std::move(x).error();
       } else {
-        d = crypto::fsverity_digest_fd(fd->get(), params, options.progress);
+        d = options.fsverity_of ? options.fsverity_of(fd->get(), e.path, st)
+                                : crypto::fsverity_digest_fd(fd->get(), params, options.progress);
         if (d && options.content_digest) {
           if (auto c = classify_content(fd->get(), *options.content_digest, e); !c) {
             d = std::move(c).error();

@@ -13,6 +13,8 @@
 // from worker threads.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "crypto/digest.h"
+#include "util/result.h"
 
 namespace ctrust::image {
 
@@ -71,6 +74,12 @@ struct ManifestOptions {
   // (from worker threads). For an OCI layout (image/oci.h) both count layer blob bytes read.
   std::function<void(std::uint64_t)> on_walked;
   std::function<void(std::uint64_t)> progress;
+  // Where set, a regular file's fs-verity digest comes from here instead of being computed
+  // (the agent's cache of image files, which computes it on a miss). Called from worker
+  // threads with the file open read-only on the image root, its path and its fstat; the
+  // walk still checks afterwards that the file did not change while it was asked.
+  std::function<Result<crypto::Digest>(int fd, const std::string& path, const struct stat& st)>
+      fsverity_of;
 };
 
 struct Manifest {

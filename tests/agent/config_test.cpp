@@ -35,6 +35,7 @@ TEST(AgentConfig, EmptyTextGivesTheDefaults) {
     EXPECT_TRUE(c->vtpm_archive);
     EXPECT_EQ(c->hash_threads, d.hash_threads);
     EXPECT_EQ(c->cache_entries, d.cache_entries);
+  EXPECT_EQ(c->image_cache_entries, d.image_cache_entries);
     EXPECT_EQ(c->policies(), "/var/lib/ctrust/policies");
     EXPECT_EQ(c->vtpm_root(), "/var/lib/ctrust/vtpm");
   }
@@ -109,6 +110,7 @@ archive_on_destroy = false
 [enforcement]
 hash_threads = 8
 cache_entries = 1048576
+image_cache_entries = 0
 bpf = false
 kill_unvouched = false
 )",
@@ -131,6 +133,7 @@ kill_unvouched = false
   EXPECT_FALSE(c->vtpm_archive);
   EXPECT_EQ(c->hash_threads, 8U);
   EXPECT_EQ(c->cache_entries, std::size_t{1} << 20);
+  EXPECT_EQ(c->image_cache_entries, 0U);
   EXPECT_FALSE(c->bpf);
   EXPECT_FALSE(c->kill_unvouched);
   EXPECT_EQ(c->vtpm_root(), "/srv/ctrust/vtpm");
@@ -231,6 +234,8 @@ TEST(AgentConfig, RefusesOutOfRangeNumbersNamingTheKey) {
       {"[enforcement]\nhash_threads = 257\n", {"enforcement.hash_threads", "1 to 256"}},
       {"[enforcement]\ncache_entries = 0\n", {"enforcement.cache_entries"}},
       {"[enforcement]\ncache_entries = 1048577\n", {"enforcement.cache_entries"}},
+      {"[enforcement]\nimage_cache_entries = -1\n", {"enforcement.image_cache_entries"}},
+      {"[enforcement]\nimage_cache_entries = 1048577\n", {"enforcement.image_cache_entries"}},
       {"[enforcement]\ncache_entries = -9223372036854775808\n", {"enforcement.cache_entries"}},
       {"[enforcement]\nhash_threads = 9223372036854775807\n", {"enforcement.hash_threads"}},
       {"[enforcement]\nhash_threads = 4294967298\n", {"enforcement.hash_threads"}},

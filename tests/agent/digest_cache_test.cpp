@@ -525,6 +525,52 @@ TEST_F(DigestCacheTest, EvictsTheLeastRecentlyUsedAndReleasesItsLease) {
   EXPECT_FALSE(readable(small->signal_fd(), 0));
 }
 
+TEST_F(DigestCacheTest, ImageFilesHaveARoomOfTheirOwn) {
+  auto cache = DigestCache::create(2, 1);
+  ASSERT_TRUE(cache);
+  std::string a = temp_.file("a"), b = temp_.file("b"), i1 = temp_.file("i1"),
+              i2 = temp_.file("i2");
+  for (const auto& p : {a, b, i1, i2}) write_text(p, p);
+  FileKey ka = cache_file(a, 1, 0xa, &*cache);
+  FileKey kb = cache_file(b, 2, 0xb, &*cache);
+  FileKey k1 = cache_file(i1, DigestCache::kImageOwner, 0x1, &*cache);
+  // An image's file evicts only the older image file, never a container's entry.
+  FileKey k2 = cache_file(i2, DigestCache::kImageOwner, 0x2, &*cache);
+  EXPECT_TRUE(cache->find(ka));
+  EXPECT_TRUE(cache->find(kb));
+  EXPECT_FALSE(cache->find(k1));
+  EXPECT_TRUE(no_lease(i1));
+  EXPECT_EQ(*cache->find(k2), digest_of(0x2));
+  DigestCacheStats s = cache->stats();
+  EXPECT_EQ(s.entries, 2U);
+  EXPECT_EQ(s.image_entries, 1U);
+  EXPECT_EQ(s.evicted, 1U);
+  // A writer drops an image entry as any other.
+  Child writer = Child::spawn(Child::Action::kOpenWrite, i2);
+  ASSERT_TRUE(readable(cache->signal_fd(), kSignalMs)) << "no lease-break signal";
+  cache->drain();
+  ASSERT_TRUE(writer.report(kWriterGoesOnMs));
+  EXPECT_EQ(writer.release(), 0);
+  EXPECT_FALSE(cache->find(k2));
+  EXPECT_EQ(cache->stats().image_entries, 0U);
+  // drop_owner of a container leaves images alone, and the reverse.
+  cache_file(i1, DigestCache::kImageOwner, 0x1, &*cache);
+  cache->drop_owner(1);
+  EXPECT_EQ(cache->stats().image_entries, 1U);
+  cache->drop_owner(DigestCache::kImageOwner);
+  EXPECT_EQ(cache->stats().image_entries, 0U);
+  EXPECT_TRUE(cache->find(kb));
+}
+
+TEST_F(DigestCacheTest, NoRoomForImagesCachesNoImageFile) {
+  FileKey key = DigestCache::key_of(open_read(path_).get(), DigestCache::kImageOwner).value();
+  UniqueFd fd = open_read(path_);
+  ASSERT_EQ(*cache_->begin(fd.get()), DigestCache::Lease::kHeld);
+  EXPECT_FALSE(cache_->finish(key, std::move(fd), digest_of(0x5)));
+  EXPECT_FALSE(cache_->find(key));
+  EXPECT_TRUE(no_lease(path_));
+}
+
 TEST_F(DigestCacheTest, CachingAKeyAgainReplacesItsEntry) {
   FileKey key = cache_file(path_, 1, 0x01);
   FileKey again = cache_file(path_, 1, 0x02);
