@@ -124,8 +124,8 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   // for the containers, their logs and connections) is not cached, said once here.
   std::size_t image_entries = config_.image_cache_entries;
   if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
-    std::size_t room = nofile.rlim_cur > config_.cache_entries + 4096
-                           ? static_cast<std::size_t>(nofile.rlim_cur) - config_.cache_entries - 4096
+    std::size_t room = nofile.rlim_cur > config_.cache_entries + 2048
+                           ? static_cast<std::size_t>(nofile.rlim_cur) - config_.cache_entries - 2048
                            : 0;
     if (room < image_entries) {
       spdlog::warn(

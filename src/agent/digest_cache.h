@@ -151,6 +151,8 @@ class DigestCache {
   void clear();
 
   DigestCacheStats stats();
+  // The room for kImageOwner entries (0: none are cached).
+  std::size_t image_room() const { return image_max_; }
 
  private:
   struct KeyHash {

@@ -111,7 +111,9 @@ ImageFiles ImageFiles::open(const std::string& root, std::string_view mountinfo,
     f.layers_.clear();
     return std::move(f);
   };
-  if (cache == nullptr) return refuse("the image cache is off (enforcement.image_cache_entries)");
+  if (cache == nullptr || cache->image_room() == 0) {
+    return refuse("the image cache is off (enforcement.image_cache_entries = 0)");
+  }
   f.cache_ = cache;
   struct statx sx {};
   if (::statx(AT_FDCWD, root.c_str(), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) != 0 ||
@@ -167,10 +169,6 @@ UniqueFd ImageFiles::real_file(const std::string& path, ino_t ino) {
         st.st_dev != layer_dev_) {
       return {};
     }
-    if (has_xattr(fd->get(), "trusted.overlay.metacopy") ||
-        has_xattr(fd->get(), "user.overlay.metacopy")) {
-      return {};  // its bytes are in a lower layer
-    }
     return std::move(*fd);
   }
   return {};
@@ -197,6 +195,12 @@ Result<crypto::Digest> ImageFiles::fsverity(int fd, const std::string& path,
     ++hits_;
     return *hit;
   }
+  // A metacopy has its bytes in a lower layer: never cached. Asked on a miss only: an inode
+  // is made a metacopy when overlayfs creates it, so a cached one never becomes one.
+  if (!layers_.empty() && (has_xattr(where.get(), "trusted.overlay.metacopy") ||
+                           has_xattr(where.get(), "user.overlay.metacopy"))) {
+    return uncached();
+  }
   // A descriptor of its own to hold the lease (read-only, as a read lease needs), opened
   // again from the one found, so it is the same inode.
   UniqueFd file(::open(("/proc/self/fd/" + std::to_string(where.get())).c_str(),
@@ -213,8 +217,8 @@ Result<crypto::Digest> ImageFiles::fsverity(int fd, const std::string& path,
     cache_->abandon(file.get());
     return digest;
   }
-  ++hashed_;
-  cache_->finish(key, std::move(file), *digest);  // not cached if the lease broke meanwhile
+  // Not cached if the lease broke meanwhile.
+  ++(cache_->finish(key, std::move(file), *digest) ? hashed_ : uncached_);
   return digest;
 }
 

@@ -243,6 +243,19 @@ TEST_F(ImageFilesTest, NoCacheMeansEveryFileIsHashed) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->text(), without_cache(root));
   EXPECT_EQ(files.uncached(), 4U);
+  // A cache with no room for images (enforcement.image_cache_entries = 0) takes no lease.
+  auto roomless = DigestCache::create(8, 0);
+  ASSERT_TRUE(roomless);
+  ImageFiles none = ImageFiles::open(root, mountinfo(), &*roomless);
+  EXPECT_NE(none.why().find("image_cache_entries = 0"), std::string::npos) << none.why();
+  mo.fsverity_of = [&none](int fd, const std::string& path, const struct stat& st) {
+    return none.fsverity(fd, path, st);
+  };
+  m = image::manifest_from_directory(root, mo);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->text(), without_cache(root));
+  EXPECT_EQ(none.uncached(), 4U);
+  EXPECT_EQ(none.hashed() + none.hits(), 0U);
 }
 
 TEST_F(ImageFilesTest, FilesOfARemovedImageAreLetGo) {

@@ -243,6 +243,20 @@ check "policy listing the image: start allowed" run_container $R bound-ok '{"io.
 check_exit "unknown policy: start refused" 1 run_container $R nopol '{"io.ctrust.policy": "nosuch"}'
 check_exit "bad mode annotation: start refused" 1 run_container $R badmode '{"io.ctrust.mode": "lax"}'
 
+# --- the image cache: a layer's file rewritten on the host between two starts --------------
+# Image files are hashed once and kept under a read lease (docs/AGENT.md, "The image cache"):
+# the rewrite breaks it, so the next start's image digest is the new one, never the cached.
+cp -a "$IMG" "$WORK/img2"
+img2_digest() { "$CTRUST" image digest "$WORK/img2" --json | jq -r .digest; }
+IMG=$WORK/img2 check "cache-a runs over a copy of the image" run_container runc cache-a '{"io.ctrust.policy": "bb"}'
+check_eq "cache-a: its image digest" "$(info cache-a .image)" "$(img2_digest)"
+n=$("$CTRUST" ps --socket "$SOCK" --json | jq -r .cache.image_entries)
+[ "${n:-0}" -gt 0 ] && pass || fail "no image file was cached ($n)"
+echo "added on the host" >>"$WORK/img2/etc/passwd"
+IMG=$WORK/img2 check "cache-b runs over it" run_container runc cache-b '{"io.ctrust.policy": "bb"}'
+check_eq "cache-b: the rewritten file's digest, not the cached one" "$(info cache-b .image)" "$(img2_digest)"
+check "... another image digest than cache-a's" test "$(info cache-a .image)" != "$(info cache-b .image)"
+
 # --- crun ----------------------------------------------------------------------------------
 R=crun
 ID=enf-crun
