@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <thread>
 
 #include "agent/proc_maps.h"
 #include "image/manifest.h"
@@ -456,6 +458,31 @@ void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
     return;
   }
   auto file = env_.open_running(e);
+  // The BPF-LSM gate reports before the call it judged completes: the agent may read the
+  // report before the exec has replaced the process's program, or before the mapping
+  // exists. While the process lives, it is asked again for a short while (bounded: the
+  // hashing worker waits meanwhile).
+  for (int i = 0; !file && e.lsm && i < 25 && env_.pid_namespace(e.pid) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    file = env_.open_running(e);
+  }
+  pid_t from = e.pid;
+  if (!file) {
+    // Gone (a payload that forks and exits at once), or it runs something else now: any
+    // other process of the container that still maps the file executable (its forked child
+    // does) is measured instead, so that forking does not turn a measurement into a mere
+    // record of a name.
+    for (pid_t other : env_.mapping_executable(c->cgroup_v2.path, {{e.dev, e.ino}})) {
+      if (other == e.pid) continue;
+      events::ObservedEvent alt = e;
+      alt.pid = other;
+      if (auto f = env_.open_running(alt)) {
+        file = std::move(f);
+        from = other;
+        break;
+      }
+    }
+  }
   if (!file) {
     report("not vouched for, and gone before it could be measured (" + file.error().message() + ")",
            "violation");
@@ -471,10 +498,14 @@ void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
   // Keyed as the kernel reported it (e.dev is the superblock's device).
   auto id = file_id(file->fd.get());
   if (id) (void)vouch(*c, FileKey{c->number, e.dev, id->ino}, id->ctime);
-  spdlog::warn("{}: pid {}: {} {} was seen only by the exec gate; measured from the process ({})",
-               c->id, e.pid, how, printable(name, 256), policy::verdict_name(d.judged));
+  std::string source = from == e.pid ? std::string("the running process")
+                                      : "process " + std::to_string(from) +
+                                            ", which maps it too (process " +
+                                            std::to_string(e.pid) + " was gone)";
+  spdlog::warn("{}: pid {}: {} {} was seen only by the exec gate; measured from {} ({})", c->id,
+               e.pid, how, printable(name, 256), source, policy::verdict_name(d.judged));
   json ev = container_event(*c, "unvouched", exec, name, e.pid,
-                            how + " seen only by the exec gate; measured from the running process");
+                            how + " seen only by the exec gate; measured from " + source);
   ev["judged"] = policy::verdict_name(d.judged);
   ev["digest"] = "sha256:" + digest->hex();
   env_.publish(ev);

@@ -94,8 +94,14 @@ class RecordingEnvironment final : public ExecEnvironment {
     std::lock_guard lock(mutex);
     killed.emplace_back(pid, mnt_ns);
   }
-  Result<RunningFile> open_running(const events::ObservedEvent&) override {
-    if (running.empty()) return Error(Errc::kNotFound, "the process is gone");
+  Result<RunningFile> open_running(const events::ObservedEvent& e) override {
+    if (not_yet > 0) {
+      --not_yet;
+      return Error(Errc::kNotFound, "the process runs another file now");
+    }
+    if (running.empty() || (running_pid != 0 && e.pid != running_pid)) {
+      return Error(Errc::kNotFound, "the process is gone");
+    }
     RunningFile f;
     f.fd.reset(::open(running.c_str(), O_RDONLY | O_CLOEXEC));
     f.path = running;
@@ -123,6 +129,8 @@ class RecordingEnvironment final : public ExecEnvironment {
   std::vector<std::pair<pid_t, ino_t>> killed;
   bool gate_full = false;
   std::string running;         // what open_running() finds
+  pid_t running_pid = 0;       // ... in this process only (0: any)
+  int not_yet = 0;             // ... after this many calls that find another file
   std::vector<pid_t> mappers;  // what mapping_executable() finds
   ino_t pid_ns = 0;            // what pid_namespace() says
 };
@@ -434,6 +442,57 @@ TEST_F(ExecPipelineTest, WhatTheGateSawRunInMeasureIsMeasuredFromTheProcess) {
   e.name = "gone";
   pipeline_->observed(e);
   EXPECT_EQ(count(log_of(*c), "gone", true), 1);
+}
+
+TEST_F(ExecPipelineTest, AProcessGoneBeforeItsMeasurementIsMeasuredFromAChildThatMapsIt) {
+  // fexecve of a memfd whose program forks and exits at once: the exec's process is gone
+  // when the agent reads the report, its child still runs the file.
+  auto c = container("c1", policy::Mode::kMeasure);
+  start();
+  events::ObservedEvent e;
+  e.kind = events::ObservedKind::kExec;
+  e.pid = kAsker;
+  e.container = c->number;
+  e.unvouched = true;
+  e.memfd_name = true;
+  e.filename = "/dev/fd/4";
+  env_.running = dir_ + "/unlisted";
+  env_.running_pid = kAsker + 1;
+  env_.mappers = {kAsker, kAsker + 1};
+  pipeline_->observed(e);
+  EXPECT_EQ(count(log_of(*c), dir_ + "/unlisted", false), 1) << "measured, from the child";
+  EXPECT_EQ(count(log_of(*c), "/dev/fd/4", true), 0) << "not a mere name";
+  auto seen = of_kind("unvouched");
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_NE(std::string(seen[0]["reason"]).find("was gone"), std::string::npos);
+  // No process maps it any more: a violation record under the name it had.
+  env_.mappers.clear();
+  pipeline_->observed(e);
+  EXPECT_EQ(count(log_of(*c), "/dev/fd/4", true), 1);
+}
+
+TEST_F(ExecPipelineTest, AnLsmReportReadBeforeTheExecCompletesIsMeasuredOnceItHas) {
+  // The BPF-LSM gate reports from bprm_check_security, before the process runs the file.
+  auto c = container("c1", policy::Mode::kMeasure);
+  start();
+  events::ObservedEvent e;
+  e.kind = events::ObservedKind::kExec;
+  e.pid = kAsker;
+  e.container = c->number;
+  e.unvouched = true;
+  e.lsm = true;
+  e.filename = dir_ + "/unlisted";
+  env_.running = dir_ + "/unlisted";
+  env_.pid_ns = 4026531836;  // the process lives
+  env_.not_yet = 3;
+  pipeline_->observed(e);
+  EXPECT_EQ(count(log_of(*c), dir_ + "/unlisted", false), 1) << "measured";
+  // Without the LSM (the exec tracepoint reports after the exec), nothing to wait for.
+  e.lsm = false;
+  env_.not_yet = 1;
+  e.filename = "late";
+  pipeline_->observed(e);
+  EXPECT_EQ(count(log_of(*c), "late", true), 1);
 }
 
 TEST_F(ExecPipelineTest, LostEventsAreAViolationInEveryContainer) {

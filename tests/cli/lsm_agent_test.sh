@@ -86,7 +86,9 @@ cp "$CTRUST_TESTS/cli/guest/lsm_agent_cases.sh" "$root/cases.sh"
 vm_init "$root" "export VM_DEBUG=${VM_DEBUG:-}; sh /cases.sh bpf-lsm; sh /cases.sh fanotify"
 vm_initramfs "$root" "$WORK/initrd.gz"
 
-check "boot the guest" vm_boot "$WORK/initrd.gz" 2048 600
+# Under ctest's 600 s, so that a guest that hangs is reported with its console.
+# vm_boot prints the end of the console to stderr if the guest fails or hangs.
+if vm_boot "$WORK/initrd.gz" 2048 480; then pass; else fail "boot the guest (exit $?)"; fi
 section RUN >"$WORK/run.out"
 while IFS= read -r line; do
   case "$line" in

@@ -49,7 +49,8 @@ INIT
 chmod +x "$root/init"
 vm_initramfs "$root" "$WORK/initrd.gz"
 
-check "boot the guest" vm_boot "$WORK/initrd.gz" 768 300
+# vm_boot prints the end of the console to stderr if the guest fails or hangs.
+if vm_boot "$WORK/initrd.gz" 768 300; then pass; else fail "boot the guest (exit $?)"; fi
 lsms=$(section LSM | grep -m1 , || true)
 check_eq "the guest runs the bpf LSM" "$(tr ',' '\n' <<<"$lsms" | grep -cx bpf)" 1
 section RUN >"$WORK/run.out"

@@ -115,6 +115,11 @@ vm_boot() {  # INITRD MEMORY_MB TIMEOUT_S: boots the guest, its console in $WORK
     -nographic -no-reboot -kernel "$VM_KERNEL" -initrd "$1" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init" >"$WORK/serial.raw" 2>&1 || rc=$?
   tr -d '\r' <"$WORK/serial.raw" >"$WORK/serial.out"
+  if [ "$rc" != 0 ]; then
+    # What the guest printed last says where it stopped (124: the timeout ended it).
+    echo "qemu exited $rc; the guest's console ended with:" >&2
+    tail -40 "$WORK/serial.out" >&2
+  fi
   return "$rc"
 }
 
