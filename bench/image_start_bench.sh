@@ -48,16 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { echo "image_start_bench: $(date -u +%T) $*" >&2; }
-record() {  # BENCH VARIANT ROUND VALUE [UNIT]
-  jq -nc --arg b "$1" --arg v "$2" --argjson r "$3" --argjson x "$4" --arg u "${5:-ns}" \
-    '{bench: $b, variant: $v, round: $r, value: $x, unit: $u}' >>"$RUNS"
-}
-med() {  # BENCH VARIANT: the median of the recorded values (null if none)
-  jq -s --arg b "$1" --arg v "$2" '[.[] | select(.bench == $b and .variant == $v) | .value] | sort |
-    if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
-    else (.[length / 2 - 1] + .[length / 2]) / 2 end' "$RUNS"
-}
-ms() { awk -v x="$1" 'BEGIN { if (x == "null" || x == "") print "n/a"; else printf "%.1f", x / 1e6 }'; }
+source bench/runs_lib.sh
+ms() { fmt "$1" 1e6; }
 
 # --- the image and its policy -----------------------------------------------------------------
 say "building the image (busybox + $PYLIB)"
@@ -108,19 +100,6 @@ stop_agent() {
   wait "$AGENT_PID" 2>/dev/null || true
   AGENT_PID=""
 }
-wait_pool() {  # the pool full and no manufacture running: never measured over a refill
-  for _ in $(seq 600); do
-    if ! pgrep -f "swtpm_setup.*$WORK" >/dev/null; then
-      local made attached
-      made=$(find "$STATE/vtpm/tpms" -mindepth 2 -maxdepth 2 -name vtpm.json 2>/dev/null | wc -l)
-      attached=$(find "$STATE/vtpm/containers" -mindepth 1 -maxdepth 1 -type l 2>/dev/null | wc -l)
-      if ((made - attached >= POOL)); then sleep 0.3; return 0; fi
-    fi
-    sleep 0.1
-  done
-  say "the vTPM pool did not refill"
-  return 1
-}
 
 # --- bundles: an overlay root over the image each, as the engines mount them ------------------
 bundle() {  # ID HOOK(0/1)
@@ -158,23 +137,23 @@ phase() {  # NAME IMAGE_CACHE_ENTRIES
   start_agent "$2"
   wait_pool
   # The first start with this agent: the cache is cold (with it on) or absent.
-  record "$name" first-on 0 "$(time_run on "imgbench-$name-first")"
+  record "$name" first-on 0 "$(time_run on "imgbench-$name-first")" ns
   for r in $(seq "$ROUNDS"); do
     if ((r % 2)); then order="off on"; else order="on off"; fi
     declare -A t=()
     for v in $order; do
       wait_pool
       t[$v]=$(time_run "$v" "imgbench-$name-$v-$r")
-      record "$name" "$v" "$r" "${t[$v]}"
+      record "$name" "$v" "$r" "${t[$v]}" ns
     done
-    record "$name" added "$r" "$((t[on] - t[off]))"
+    record "$name" added "$r" "$((t[on] - t[off]))" ns
     unset t
   done
   # The registration's image digest step, first start then the others, from the debug log.
   local i=0 lap
   while read -r lap; do
     record "$name" "$([ $i -eq 0 ] && echo digest-first || echo digest)" "$i" \
-      "$(awk -v x="$lap" 'BEGIN { printf "%d", x * 1e6 }')"
+      "$(awk -v x="$lap" 'BEGIN { printf "%d", x * 1e6 }')" ns
     i=$((i + 1))
   done < <(sed -n 's/.*registered in [0-9.]* ms, .*image digest \([0-9.]*\).*/\1/p' "$WORK/ctrustd.log")
   grep -h 'image files:' "$WORK/ctrustd.log" | tail -1 | sed 's/^/  last start: /' >&2 || true

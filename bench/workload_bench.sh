@@ -69,16 +69,7 @@ trap cleanup EXIT
 skipped() { [[ "$SKIP" == *" $1 "* ]]; }
 say() { echo "workload_bench: $(date -u +%T) $*" >&2; }
 source bench/fapolicyd_lib.sh
-record() {  # BENCH VARIANT ROUND VALUE UNIT
-  jq -nc --arg b "$1" --arg v "$2" --argjson r "$3" --argjson x "$4" --arg u "$5" \
-    '{bench: $b, variant: $v, round: $r, value: $x, unit: $u}' >>"$RUNS"
-}
-med() {  # BENCH VARIANT: the median of the recorded values (null if none)
-  jq -s --arg b "$1" --arg v "$2" '[.[] | select(.bench == $b and .variant == $v) | .value] | sort |
-    if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
-    else (.[length / 2 - 1] + .[length / 2]) / 2 end' "$RUNS"
-}
-fmt() { awk -v x="$1" -v s="${2:-1}" -v p="${3:-1}" 'BEGIN { if (x == "null" || x == "") print "n/a"; else printf "%.*f", p, x / s }'; }
+source bench/runs_lib.sh
 
 # --- the workloads -----------------------------------------------------------------------------
 NAMES=(python-imports read-stdlib exec-true-200 tmpfs-files-2000 pipeline-100)
