@@ -394,14 +394,20 @@ TEST_F(ExecPipelineTest, OwnAccessesAndOtherFilesAreAllowedUnjudged) {
   EXPECT_TRUE(log_of(*c).empty());
 }
 
+// The gate's report of an unvouched exec (kExec) or mapping (kMap) in container `c`.
+events::ObservedEvent gate_report(const Container& c, events::ObservedKind kind) {
+  events::ObservedEvent e;
+  e.kind = kind;
+  e.pid = kAsker;
+  e.container = c.number;
+  e.unvouched = true;
+  return e;
+}
+
 TEST_F(ExecPipelineTest, TheGatesKillIsADenialOnRecord) {
   auto c = container("c1", policy::Mode::kEnforce);
   start();
-  events::ObservedEvent e;
-  e.kind = events::ObservedKind::kExec;
-  e.pid = kAsker;
-  e.container = c->number;
-  e.unvouched = true;
+  events::ObservedEvent e = gate_report(*c, events::ObservedKind::kExec);
   e.killed = true;
   e.memfd_name = true;
   e.filename = "/dev/fd/3";
@@ -423,12 +429,8 @@ TEST_F(ExecPipelineTest, TheGatesKillIsADenialOnRecord) {
 TEST_F(ExecPipelineTest, WhatTheGateSawRunInMeasureIsMeasuredFromTheProcess) {
   auto c = container("c1", policy::Mode::kMeasure);
   start();
-  events::ObservedEvent e;
-  e.kind = events::ObservedKind::kMap;
+  events::ObservedEvent e = gate_report(*c, events::ObservedKind::kMap);
   e.map_syscall = events::MapSyscall::kMprotect;
-  e.pid = kAsker;
-  e.container = c->number;
-  e.unvouched = true;
   e.name = "unlisted";
   env_.running = dir_ + "/unlisted";
   pipeline_->observed(e);
@@ -449,11 +451,7 @@ TEST_F(ExecPipelineTest, AProcessGoneBeforeItsMeasurementIsMeasuredFromAChildTha
   // when the agent reads the report, its child still runs the file.
   auto c = container("c1", policy::Mode::kMeasure);
   start();
-  events::ObservedEvent e;
-  e.kind = events::ObservedKind::kExec;
-  e.pid = kAsker;
-  e.container = c->number;
-  e.unvouched = true;
+  events::ObservedEvent e = gate_report(*c, events::ObservedKind::kExec);
   e.memfd_name = true;
   e.filename = "/dev/fd/4";
   env_.running = dir_ + "/unlisted";
@@ -475,11 +473,7 @@ TEST_F(ExecPipelineTest, AnLsmReportReadBeforeTheExecCompletesIsMeasuredOnceItHa
   // The BPF-LSM gate reports from bprm_check_security, before the process runs the file.
   auto c = container("c1", policy::Mode::kMeasure);
   start();
-  events::ObservedEvent e;
-  e.kind = events::ObservedKind::kExec;
-  e.pid = kAsker;
-  e.container = c->number;
-  e.unvouched = true;
+  events::ObservedEvent e = gate_report(*c, events::ObservedKind::kExec);
   e.lsm = true;
   e.filename = dir_ + "/unlisted";
   env_.running = dir_ + "/unlisted";
