@@ -120,6 +120,9 @@ ImageFiles ImageFiles::open(const std::string& root, std::string_view mountinfo,
       (sx.stx_mask & STATX_MNT_ID) == 0) {
     return refuse("no mount id for " + printable(root, 256));
   }
+  struct stat root_st {};
+  if (::stat(root.c_str(), &root_st) != 0) return refuse("cannot stat " + printable(root, 256));
+  f.root_dev_ = root_st.st_dev;
   auto mounts = parse_mountinfo(mountinfo);
   if (!mounts) return refuse(mounts.error().message());
   const MountInfo* mount = nullptr;
@@ -180,7 +183,11 @@ Result<crypto::Digest> ImageFiles::fsverity(int fd, const std::string& path,
     ++uncached_;
     return compute(fd);
   };
-  if (cache_ == nullptr || path.size() < 2 || path[0] != '/') return uncached();
+  // A file on another mount inside the root (its own filesystem, perhaps FUSE) is not the
+  // root's: its inode number says nothing about the layers, and it may have no lease rule.
+  if (cache_ == nullptr || path.size() < 2 || path[0] != '/' || st.st_dev != root_dev_) {
+    return uncached();
+  }
   UniqueFd where;
   if (layers_.empty()) {
     where.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));

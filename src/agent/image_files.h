@@ -69,6 +69,7 @@ class ImageFiles {
       : cache_(other.cache_),
         layers_(std::move(other.layers_)),
         layer_dev_(other.layer_dev_),
+        root_dev_(other.root_dev_),
         why_(std::move(other.why_)) {}
   ImageFiles& operator=(ImageFiles&&) = delete;
 
@@ -82,6 +83,7 @@ class ImageFiles {
   DigestCache* cache_ = nullptr;  // null: nothing is cached
   std::vector<UniqueFd> layers_;  // overlay: O_PATH descriptors, topmost first
   dev_t layer_dev_ = 0;
+  dev_t root_dev_ = 0;  // files of other mounts inside the root are not cached
   std::string why_;
   std::atomic<std::uint64_t> hits_{0};
   std::atomic<std::uint64_t> hashed_{0};

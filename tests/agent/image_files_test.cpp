@@ -230,6 +230,22 @@ TEST_F(ImageFilesTest, APlainDirectoryIsCachedByItsOwnFiles) {
   EXPECT_EQ(third.hashed, 1U);
 }
 
+TEST_F(ImageFilesTest, AMountInsideTheRootIsNotCached) {
+  // A tmpfs mounted on a directory of the root: its files are another filesystem's, whose
+  // inode numbers could equal a layer file's.
+  std::string root = temp_.file("lower2");
+  std::string inner = root + "/etc";
+  ASSERT_EQ(::mount("tmpfs", inner.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  mounted_.push_back(inner);
+  write_text(inner + "/on-tmpfs", "another mount\n");
+  for (int round = 0; round < 2; ++round) {
+    Digests d = through_cache(root);
+    EXPECT_EQ(d.text, without_cache(root));
+    EXPECT_EQ(d.uncached, 1U) << "round " << round;  // on-tmpfs
+    EXPECT_EQ(d.hits + d.hashed, 1U) << "round " << round;  // bin/tool
+  }
+}
+
 TEST_F(ImageFilesTest, NoCacheMeansEveryFileIsHashed) {
   mount_default();
   std::string root = temp_.file("merged");
