@@ -123,10 +123,12 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
   // Every cached file holds a descriptor: what does not fit under RLIMIT_NOFILE (with room
   // for the containers, their logs and connections) is not cached, said once here.
   std::size_t image_entries = config_.image_cache_entries;
-  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
-    std::size_t room = nofile.rlim_cur > config_.cache_entries + 2048
-                           ? static_cast<std::size_t>(nofile.rlim_cur) - config_.cache_entries - 2048
-                           : 0;
+  if (rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    std::size_t room =
+        nofile.rlim_cur > config_.cache_entries + 2048
+            ? static_cast<std::size_t>(nofile.rlim_cur) - config_.cache_entries - 2048
+            : 0;
     if (room < image_entries) {
       spdlog::warn(
           "enforcement.image_cache_entries = {} does not fit the descriptor limit ({} with "

@@ -170,9 +170,7 @@ class DigestCache {
       : signal_fd_(std::move(signal_fd)), max_(max), image_max_(image_max) {}
   void drop_fd_locked(int fd);
   void erase_locked(std::list<Slot>::iterator it);
-  std::list<Slot>& room(const FileKey& key) {
-    return key.owner == kImageOwner ? image_lru_ : lru_;
-  }
+  std::list<Slot>& room(const FileKey& key) { return key.owner == kImageOwner ? image_lru_ : lru_; }
   void erase_all_locked();
 
   UniqueFd signal_fd_;

@@ -498,10 +498,10 @@ void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
   // Keyed as the kernel reported it (e.dev is the superblock's device).
   auto id = file_id(file->fd.get());
   if (id) (void)vouch(*c, FileKey{c->number, e.dev, id->ino}, id->ctime);
-  std::string source = from == e.pid ? std::string("the running process")
-                                      : "process " + std::to_string(from) +
-                                            ", which maps it too (process " +
-                                            std::to_string(e.pid) + " was gone)";
+  std::string source = from == e.pid
+                           ? std::string("the running process")
+                           : "process " + std::to_string(from) + ", which maps it too (process " +
+                                 std::to_string(e.pid) + " was gone)";
   spdlog::warn("{}: pid {}: {} {} was seen only by the exec gate; measured from {} ({})", c->id,
                e.pid, how, printable(name, 256), source, policy::verdict_name(d.judged));
   json ev = container_event(*c, "unvouched", exec, name, e.pid,

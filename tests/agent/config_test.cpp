@@ -35,7 +35,7 @@ TEST(AgentConfig, EmptyTextGivesTheDefaults) {
     EXPECT_TRUE(c->vtpm_archive);
     EXPECT_EQ(c->hash_threads, d.hash_threads);
     EXPECT_EQ(c->cache_entries, d.cache_entries);
-  EXPECT_EQ(c->image_cache_entries, d.image_cache_entries);
+    EXPECT_EQ(c->image_cache_entries, d.image_cache_entries);
     EXPECT_EQ(c->policies(), "/var/lib/ctrust/policies");
     EXPECT_EQ(c->vtpm_root(), "/var/lib/ctrust/vtpm");
   }

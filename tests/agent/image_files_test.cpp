@@ -93,9 +93,7 @@ class ImageFilesTest : public ::testing::Test {
         << std::strerror(errno) << " " << options;
     mounted_.push_back(merged);
   }
-  void mount_default() {
-    mount_overlay(temp_.file("lower1") + ":" + temp_.file("lower2"));
-  }
+  void mount_default() { mount_overlay(temp_.file("lower1") + ":" + temp_.file("lower2")); }
 
   // The manifest of `root` as the agent computes it at a start (a new ImageFiles each time).
   Digests through_cache(const std::string& root) {
@@ -241,7 +239,7 @@ TEST_F(ImageFilesTest, AMountInsideTheRootIsNotCached) {
   for (int round = 0; round < 2; ++round) {
     Digests d = through_cache(root);
     EXPECT_EQ(d.text, without_cache(root));
-    EXPECT_EQ(d.uncached, 1U) << "round " << round;  // on-tmpfs
+    EXPECT_EQ(d.uncached, 1U) << "round " << round;         // on-tmpfs
     EXPECT_EQ(d.hits + d.hashed, 1U) << "round " << round;  // bin/tool
   }
 }
