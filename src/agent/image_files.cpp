@@ -158,7 +158,7 @@ Result<crypto::Digest> ImageFiles::compute(int fd) {
   return crypto::fsverity_digest_fd(fd, params, nullptr);
 }
 
-UniqueFd ImageFiles::real_file(const std::string& path, ino_t ino) {
+UniqueFd ImageFiles::real_file(const std::string& path, ino_t ino, struct stat& st) {
   std::string rel = path.substr(1);
   for (const auto& layer : layers_) {
     auto fd = open_beneath(layer.get(), rel, O_PATH | O_NOFOLLOW);
@@ -167,7 +167,6 @@ UniqueFd ImageFiles::real_file(const std::string& path, ino_t ino) {
       return {};
     }
     // The topmost entry is the file's, or nothing is vouched for.
-    struct stat st {};
     if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != ino ||
         st.st_dev != layer_dev_) {
       return {};
@@ -188,15 +187,14 @@ Result<crypto::Digest> ImageFiles::fsverity(int fd, const std::string& path,
   if (cache_ == nullptr || path.size() < 2 || path[0] != '/' || st.st_dev != root_dev_) {
     return uncached();
   }
-  UniqueFd where;
-  if (layers_.empty()) {
-    where.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  } else {
-    where = real_file(path, st.st_ino);
+  // Where the bytes are: the file itself, or its layer's real file (already stat'ed).
+  struct stat real = st;
+  UniqueFd layer_file;
+  if (!layers_.empty()) {
+    layer_file = real_file(path, st.st_ino, real);
+    if (!layer_file) return uncached();
   }
-  if (!where) return uncached();
-  struct stat real {};
-  if (::fstat(where.get(), &real) != 0) return uncached();
+  int where = layers_.empty() ? fd : layer_file.get();
   FileKey key{DigestCache::kImageOwner, real.st_dev, real.st_ino};
   if (auto hit = cache_->find(key)) {
     ++hits_;
@@ -204,14 +202,14 @@ Result<crypto::Digest> ImageFiles::fsverity(int fd, const std::string& path,
   }
   // A metacopy has its bytes in a lower layer: never cached. Asked on a miss only: an inode
   // is made a metacopy when overlayfs creates it, so a cached one never becomes one.
-  if (!layers_.empty() && (has_xattr(where.get(), "trusted.overlay.metacopy") ||
-                           has_xattr(where.get(), "user.overlay.metacopy"))) {
+  if (!layers_.empty() &&
+      (has_xattr(where, "trusted.overlay.metacopy") || has_xattr(where, "user.overlay.metacopy"))) {
     return uncached();
   }
   // A descriptor of its own to hold the lease (read-only, as a read lease needs), opened
   // again from the one found, so it is the same inode.
-  UniqueFd file(::open(("/proc/self/fd/" + std::to_string(where.get())).c_str(),
-                       O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  UniqueFd file(
+      ::open(("/proc/self/fd/" + std::to_string(where)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   struct stat again {};
   if (!file || ::fstat(file.get(), &again) != 0 || again.st_dev != real.st_dev ||
       again.st_ino != real.st_ino || !S_ISREG(again.st_mode)) {

@@ -76,9 +76,9 @@ class ImageFiles {
  private:
   ImageFiles() = default;
   Result<crypto::Digest> compute(int fd);
-  // The real file behind the overlay file at `path` (inode `ino`), opened O_PATH; an
-  // invalid descriptor when there is none that can be vouched for.
-  UniqueFd real_file(const std::string& path, ino_t ino);
+  // The real file behind the overlay file at `path` (inode `ino`), opened O_PATH, and its
+  // fstat in `real`; an invalid descriptor when there is none that can be vouched for.
+  UniqueFd real_file(const std::string& path, ino_t ino, struct stat& real);
 
   DigestCache* cache_ = nullptr;  // null: nothing is cached
   std::vector<UniqueFd> layers_;  // overlay: O_PATH descriptors, topmost first
