@@ -88,6 +88,19 @@ Result<ContainerLog> ContainerLog::open(const std::string& path, tpm::Tpm vtpm, 
   return log;
 }
 
+Result<ContainerLog> ContainerLog::create_fresh(const std::string& path, tpm::Tpm vtpm,
+                                                unsigned pcr,
+                                                const imalog::LogWriterOptions& options) {
+  if (pcr >= tpm::kPcrCount) return Error(Errc::kInvalidArgument, "PCR index beyond 23");
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    return Error(Errc::kInvalidArgument, path + " exists: open it, do not create it");
+  }
+  CTRUST_ASSIGN_OR_RETURN(std::vector<crypto::HashAlg> banks, vtpm.active_banks());
+  CTRUST_ASSIGN_OR_RETURN(imalog::LogWriter writer, imalog::LogWriter::open(path, options));
+  return ContainerLog(std::move(writer), std::move(vtpm), pcr, std::move(banks));
+}
+
 Result<void> ContainerLog::extend(const imalog::Entry& entry) {
   std::vector<crypto::Digest> digests;
   digests.reserve(banks_.size());

@@ -36,6 +36,14 @@ class ContainerLog {
   // Opens (or creates) the log at `path` and binds it to `vtpm`'s PCR `pcr`.
   static Result<ContainerLog> open(const std::string& path, tpm::Tpm vtpm, unsigned pcr = 10,
                                    const imalog::LogWriterOptions& options = {});
+  // A new log (`path` must not exist) on a vTPM nothing has extended yet (one the agent
+  // has just made): its PCR is zero by construction, so it is not read, which keeps a
+  // round trip to the vTPM off the container's start. Were the PCR not zero after all
+  // (someone else used the vTPM), the log would not replay to the quotes, and a verifier
+  // says so; nothing is vouched for on the strength of this.
+  static Result<ContainerLog> create_fresh(const std::string& path, tpm::Tpm vtpm,
+                                           unsigned pcr = 10,
+                                           const imalog::LogWriterOptions& options = {});
 
   // Durable in the log, then extended into the vTPM; all entries must be for this PCR.
   Result<void> append(std::span<const imalog::Entry> entries);

@@ -190,20 +190,14 @@ Result<json> AgentImpl::create(const json& request) {
       connection = std::make_unique<tpm::Tpm>(std::move(opened));
     }
     lap("vTPM connection");
+    // A new directory and a vTPM made for this container alone: nothing to reconcile.
     CTRUST_ASSIGN_OR_RETURN(ContainerLog log,
-                            ContainerLog::open(c->log_path, std::move(*connection)));
+                            ContainerLog::create_fresh(c->log_path, std::move(*connection)));
     c->log = std::make_unique<ContainerLog>(std::move(log));
     lap("log open");
     std::vector<imalog::Entry> first;
-    crypto::Digest aggregate;
-    {
-      std::lock_guard lock(host_mutex_);
-      CTRUST_ASSIGN_OR_RETURN(aggregate,
-                              boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
-    }
-    lap("boot_aggregate");
     CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba,
-                            boot_aggregate_entry(aggregate, crypto::HashAlg::kSha1));
+                            boot_aggregate_entry(boot_aggregate_, crypto::HashAlg::kSha1));
     first.push_back(std::move(ba));
     CTRUST_ASSIGN_OR_RETURN(imalog::Entry img, named_digest_entry("ctrust:image", c->image, 10));
     first.push_back(std::move(img));

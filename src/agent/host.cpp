@@ -36,6 +36,12 @@ Result<void> AgentImpl::open_host_tpm() {
   }
   CTRUST_ASSIGN_OR_RETURN(tpm::Tpm host, tpm::Tpm::open(tcti));
   host_tpm_aggregate_ = std::make_unique<tpm::Tpm>(std::move(host));
+  // The boot aggregate of every container's log: the host's PCRs 0-9, which firmware and
+  // boot loader extend before the kernel runs. Read once, as the kernel's IMA reads them once
+  // at its start; a verifier compares it with the PCRs it quotes, so a host whose PCRs 0-9
+  // moved after the agent started is noticed there, not hidden.
+  CTRUST_ASSIGN_OR_RETURN(boot_aggregate_,
+                          boot_aggregate(*host_tpm_aggregate_, crypto::HashAlg::kSha256));
   return ok_result();
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,7 +57,10 @@ Result<void> make_private_dir(const std::string& path) {
 }
 
 // Runs a tool with its output in `log`; an error quoting the log's last line on failure.
-Result<void> run_tool(const std::vector<std::string>& args, const std::string& log) {
+// `background`: at the lowest CPU priority (nice 19), so that making a pool vTPM (swtpm_setup's
+// key generation, most of a second of CPU) does not slow down the container starts it overlaps.
+Result<void> run_tool(const std::vector<std::string>& args, const std::string& log,
+                      bool background) {
   std::vector<std::string> copy = args;
   CTRUST_ASSIGN_OR_RETURN(copy[0], find_executable(args[0]));
   UniqueFd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -67,7 +71,10 @@ Result<void> run_tool(const std::vector<std::string>& args, const std::string& l
   argv.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork", errno);
-  if (pid == 0) exec_child(argv.data(), log_fd.get());
+  if (pid == 0) {
+    if (background) (void)::setpriority(PRIO_PROCESS, 0, 19);
+    exec_child(argv.data(), log_fd.get());
+  }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return errno_error("waiting for " + args[0], errno);
@@ -295,7 +302,7 @@ Result<void> VtpmManager::resume(VtpmInfo& info) {
   return write_meta(info.state_dir, info, false);
 }
 
-Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
+Result<VtpmManager::Manufactured> VtpmManager::manufacture(bool background) {
   CTRUST_ASSIGN_OR_RETURN(std::string uuid, new_uuid());
   std::string dir = tpm_dir(uuid);
   CTRUST_TRY(make_private_dir(dir));
@@ -314,13 +321,16 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
                                      "--pcr-banks",       "sha1,sha256",
                                      "--config",          config_.root + "/swtpm_setup.conf"};
     if (config_.swtpm != "swtpm") args.insert(args.end(), {"--tpm", config_.swtpm + " socket"});
-    CTRUST_TRY(run_tool(args, dir + "/setup.log"));
+    CTRUST_TRY(run_tool(args, dir + "/setup.log", background));
     SwtpmOptions options;
     options.state_dir = dir;
     options.socket = dir + "/" + kSocketName;
     options.detached = true;
     options.binary = config_.swtpm;
     CTRUST_ASSIGN_OR_RETURN(Swtpm swtpm, Swtpm::start(options));
+    // Its key generation below (the attestation key, the endorsement key) at the lowest
+    // priority too; back to normal once it is made, for the container it will serve.
+    if (background) (void)::setpriority(PRIO_PROCESS, swtpm.pid(), 19);
     VtpmInfo info;
     info.uuid = uuid;
     info.state_dir = dir;
@@ -340,6 +350,12 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
         return std::move(ak).error().with_context("creating the vTPM's attestation key");
       }
       info.ak_name = to_hex(ak->name());
+      // Kept by the connection: the container's log asks for its banks when it opens,
+      // and that round trip is then off the start path.
+      if (auto banks = open->active_banks(); !banks) {
+        swtpm.stop();
+        return std::move(banks).error().with_context("reading the vTPM's PCR banks");
+      }
       auto ek = open->endorsement_key(KeyAlg::kRsa2048);
       if (!ek) {
         swtpm.stop();
@@ -350,6 +366,13 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture() {
     if (auto written = write_meta(dir, info, false); !written) {
       swtpm.stop();
       return std::move(written).error();
+    }
+    if (background && ::setpriority(PRIO_PROCESS, swtpm.pid(), 0) != 0) {
+      // Without CAP_SYS_NICE a lowered priority cannot be raised again: a vTPM that would
+      // answer its container slowly is not kept.
+      int err = errno;
+      swtpm.stop();
+      return errno_error("restoring the vTPM's CPU priority", err);
     }
     info.pid = swtpm.release();
     return info;
@@ -403,7 +426,7 @@ Result<VtpmInfo> VtpmManager::create(const std::string& container,
   }
   UniqueFd manufacture_lock;  // held until the link exists
   if (info.uuid.empty()) {
-    auto made = manufacture();
+    auto made = manufacture(false);  // a container waits for it
     if (!made) {
       std::lock_guard lock(mutex_);
       --attached_;
@@ -532,7 +555,7 @@ std::vector<VtpmInfo> VtpmManager::list(bool include_pool) {
 Result<void> VtpmManager::add_to_pool(std::unique_lock<std::mutex>& lock) {
   ++manufacturing_;
   lock.unlock();
-  auto made = manufacture();
+  auto made = manufacture(true);  // nobody waits for a pool vTPM
   lock.lock();
   --manufacturing_;
   if (!made) return std::move(made).error();

@@ -124,7 +124,8 @@ class VtpmManager {
     UniqueFd lock;
     std::unique_ptr<Tpm> connection;  // the one it was made with, still open
   };
-  Result<Manufactured> manufacture();
+  // `background`: swtpm_setup at the lowest CPU priority (a pool refill nobody waits for).
+  Result<Manufactured> manufacture(bool background);
   Result<VtpmInfo> load_info(const std::string& uuid);
   Result<void> resume(VtpmInfo& info);
   void refill_loop();

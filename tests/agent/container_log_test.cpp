@@ -136,6 +136,29 @@ TEST_F(ContainerLogTest, AVtpmOrLogChangedBehindTheAgentIsRefused) {
       << log.error().message();
 }
 
+TEST_F(ContainerLogTest, AFreshLogOnAFreshVtpmReplaysAndIsReopenedLikeAnyOther) {
+  CTRUST_OPEN_SWTPM(vtpm);
+  std::string tcti = vtpm.tcti();
+  {
+    auto log = ContainerLog::create_fresh(log_path(), std::move(vtpm));
+    ASSERT_TRUE(log) << log.error().message();
+    ASSERT_TRUE(log->append(measurement("/bin/a", 1)));
+    expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+  }
+  auto again = tpm::Tpm::open(tcti);
+  ASSERT_TRUE(again);
+  // Never over an existing log: that one is reconciled by open().
+  auto twice = ContainerLog::create_fresh(log_path(), std::move(*again));
+  ASSERT_FALSE(twice);
+  EXPECT_NE(twice.error().message().find("exists"), std::string::npos);
+  auto third = tpm::Tpm::open(tcti);
+  ASSERT_TRUE(third);
+  auto reopened = ContainerLog::open(log_path(), std::move(*third));
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  EXPECT_EQ(reopened->reconciliation().entries, 1U);
+  EXPECT_EQ(reopened->reconciliation().extended_on_open, 0U);
+}
+
 TEST_F(ContainerLogTest, EntriesForAnotherPcrAreRefused) {
   CTRUST_OPEN_SWTPM(vtpm);
   auto log = ContainerLog::open(log_path(), std::move(vtpm));
