@@ -9,7 +9,8 @@
 #   2. first execs: the loop over distinct binaries (the tiny one and busybox, each with
 #      a few bytes appended), each run once, in a fresh container per round;
 #   3. container start: `runc run` and `podman run` of /bin/true, no hook vs hook, warm
-#      vTPM pool;
+#      vTPM pool; `runc run` of the same bundle without a hook, found by discovery
+#      (containers.discover: its cgroup below a watched one);
 #   4. ctrustd RSS with 0, 10 and 50 running containers; swtpm RSS per vTPM;
 #   5. the exec loop on the host with fapolicyd (integrity = sha256) vs without. fapolicyd
 #      runs in a private mount namespace of its own (its config, trust db and run
@@ -73,6 +74,10 @@ cleanup() {
   pkill -f "swtpm socket.*$WORK" 2>/dev/null
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null; done
   umount -l "$WORK/podman/root/overlay" 2>/dev/null
+  if [ -n "${CG2:-}" ] && [ -d "$CG2$WATCHED" ]; then
+    for d in "$CG2$WATCHED"/*/; do [ -d "$d" ] && rmdir "$d"; done
+    rmdir "$CG2$WATCHED"
+  fi
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -122,10 +127,17 @@ mv "$WORK/bench.json.new" "$WORK/bench.json"
 "$CTRUST" policy sign --key "$WORK/key.pem" "$WORK/bench.json" >/dev/null
 
 # --- the agent --------------------------------------------------------------------------------
+# Discovery watches a cgroup of this run's own (removed at the end): only the `discover`
+# variant's containers are made below it.
+CG2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+WATCHED=/ctrust-bench-$$
+mkdir "$CG2$WATCHED"
 cat >"$WORK/ctrustd.toml" <<EOF
 state_dir = "$STATE"
 socket = "$SOCK"
 log_level = "${BENCH_LOG_LEVEL:-info}"
+[containers]
+discover = ["$WATCHED"]
 [vtpm]
 pool = $POOL
 [policies]
@@ -158,7 +170,8 @@ pss_kb() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup"; }
 
 # --- bundles (as tests/cli/agent_test.sh: an overlay root over the image) ---------------------
 # bundle ID IMAGE HOOK ARGS-JSON; HOOK 0: none, 1: ctrust hook, 2: ctrust hook under a
-# wrapper that logs each hook's wall time to $WORK/hooks.log (a diagnostic, not the A/B).
+# wrapper that logs each hook's wall time to $WORK/hooks.log (a diagnostic, not the A/B),
+# 3: none, its cgroup below the one discovery watches.
 cat >"$WORK/hookwrap.sh" <<EOF
 #!/bin/sh
 s=\$(date +%s%N)
@@ -176,7 +189,8 @@ bundle() {
   mount -t overlay overlay -o "lowerdir=$img,upperdir=$b/upper,workdir=$b/work" "$b/rootfs"
   MOUNTS+=("$b/rootfs")
   (cd "$b" && runc spec)
-  jq --arg c "$HOOK" --arg w "$WORK/hookwrap.sh" --arg s "$SOCK" --argjson args "$args" --argjson hook "$hook" '
+  jq --arg c "$HOOK" --arg w "$WORK/hookwrap.sh" --arg s "$SOCK" --argjson args "$args" --argjson hook "$hook" \
+    --arg watched "$WATCHED" --arg id "$id" '
     .process.terminal = false |
     .process.args = $args |
     .root = {"path": "rootfs", "readonly": false} |
@@ -187,6 +201,8 @@ bundle() {
                                                          "--socket", $s]}]}
     elif $hook == 2 then
       .hooks = {"createRuntime": [{"path": $w, "args": ["hookwrap", "createRuntime", "--socket", $s]}]}
+    elif $hook == 3 then
+      .linux.cgroupsPath = ($watched + "/" + $id)
     else . end
   ' "$b/config.json" >"$b/config.json.new"
   mv "$b/config.json.new" "$b/config.json"
@@ -289,6 +305,7 @@ if ! skipped start; then
   say "3. container start: $START_RUNS runc runs each"
   bundle start-off "$IMG" 0 '["/bin/true"]'
   bundle start-on "$IMG" 1 '["/bin/true"]'
+  bundle start-discover "$IMG" 3 '["/bin/true"]'
   time_run() {  # BUNDLE ID: wall ns of a foreground runc run (create, start, exit, delete)
     local s e
     s=$(now_ns)
@@ -301,9 +318,14 @@ if ! skipped start; then
   }
   time_run start-off start-off-warm >/dev/null
   time_run start-on start-on-warm >/dev/null
+  time_run start-discover start-discover-warm >/dev/null
   wait_pool
   for r in $(seq "$START_RUNS"); do
-    if ((r % 2)); then order="off on"; else order="on off"; fi
+    case $((r % 3)) in
+      0) order="off on discover" ;;
+      1) order="on discover off" ;;
+      *) order="discover off on" ;;
+    esac
     declare -A t=()
     for v in $order; do
       wait_pool
@@ -312,8 +334,13 @@ if ! skipped start; then
     done
     record runc-start added "$r" "$((t[on] - t[off]))" ns
     record runc-start ratio "$r" "$(awk -v a="${t[on]}" -v b="${t[off]}" 'BEGIN { printf "%.4f", a / b }')" x
+    record runc-discover added "$r" "$((t[discover] - t[off]))" ns
+    record runc-discover ratio "$r" "$(awk -v a="${t[discover]}" -v b="${t[off]}" 'BEGIN { printf "%.4f", a / b }')" x
     unset t
   done
+  # How long discovery held each first exec (the agent's debug log, when it is on).
+  grep -o 'discovery: pid [0-9]* held [0-9.]* ms' "$WORK/ctrustd.log" | awk '{ print $5 }' |
+    while read -r held; do record runc-discover held 0 "$(awk -v h="$held" 'BEGIN { printf "%d", h * 1e6 }')" ns; done
   # Where the added time goes: 5 more runs whose hooks are timed by a wrapper (a sh and a
   # date more per hook, so not part of the A/B above).
   bundle start-wrap "$IMG" 2 '["/bin/true"]'
@@ -517,6 +544,7 @@ echo "| ctrustd CPU per cached exec (all threads, schedstat); context switches |
 echo "| first exec, $NFIRST distinct tiny binaries, fresh container | $(us first-tiny off) us | $(us first-tiny on) us | **$(us first-tiny added 0) us** | | hashing ~$hash_tiny us, the rest $(rest first-tiny "$hash_tiny") us |"
 echo "| first exec, $NFIRST_BIG distinct busybox copies | $(us first-busybox off) us | $(us first-busybox on) us | **$(us first-busybox added 0) us** | | hashing ~$hash_bb us, the rest $(rest first-busybox "$hash_bb") us |"
 echo "| \`runc run\` of /bin/true, warm vTPM pool, $START_RUNS runs | $(ms runc-start off) ms | $(ms runc-start on) ms | **$(ms runc-start added) ms** | $(fmt "$(med runc-start ratio)" 1 3) | <= 5 ms added: $(goal_ms runc-start 5) (stretch 1 ms: $(goal_ms runc-start 1)) |"
+echo "| \`runc run\` of the same bundle without a hook, found by discovery, the same rounds | $(ms runc-start off) ms | $(ms runc-start discover) ms | **$(ms runc-discover added) ms** | $(fmt "$(med runc-discover ratio)" 1 3) | <= 5 ms added: $(goal_ms runc-discover 5) (stretch 1 ms: $(goal_ms runc-discover 1)); first exec held $(ms runc-discover held 2) ms (with BENCH_LOG_LEVEL=debug) |"
 echo "| ... of which the createRuntime hook (5 more runs, the hook timed by a wrapper; no poststop hook) | | $(ms runc-start hook-createRuntime) ms | | | whole run $(ms runc-start wrapped) ms |"
 echo "| one \`ctrust\` CLI process + one agent request (\`ctrust ps\`) | | $(ms ctrust-process on) ms | | | the hook runs once per container |"
 if ! skipped podman; then

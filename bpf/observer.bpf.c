@@ -51,6 +51,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by userspace before load (BpfObserverOptions::lsm): the BPF-LSM programs decide, and
  * refuse with EPERM what enforce does not allow; the tracepoint gate then only observes. */
 const volatile __u32 lsm_gate = 0;
+/* Set by userspace before load (BpfObserverOptions::host_mnt_ns): the host's mount
+ * namespace. Discovery holds only tasks in another one (a container's first program runs
+ * after pivot_root; the runtime's own execs, runc's re-exec of itself among them, do not). */
+const volatile __u32 host_mnt_ns = 0;
 
 /* The size is set by userspace before load (BpfObserverOptions::ring_buffer_bytes). */
 struct {
@@ -71,6 +75,26 @@ struct {
   __type(key, __u64); /* cgroup v2 id */
   __type(value, struct ctrust_gate_container);
 } gate_containers SEC(".maps");
+
+/* Discovery (docs/AGENT.md, "Containers found without a hook"): cgroup v2 ids under which
+ * every new cgroup is a container to be. An exec in a cgroup below one of them (not the
+ * root itself) that is in neither gate_containers nor discover_skip is held (SIGSTOP) and
+ * reported; the agent registers the container and lets the task go on, or kills it. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 64);
+  __type(key, __u64);
+  __type(value, __u32);
+} discover_roots SEC(".maps");
+
+/* Cgroups under a discovery root that the agent found are no container of a runtime it
+ * knows: not held again. LRU, so that it can never fill up; cgroup ids are not reused. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u64);
+  __type(value, __u32);
+} discover_skip SEC(".maps");
 
 /* Not preallocated: sized by userspace for the busiest node, paid for as used. */
 struct {
@@ -164,6 +188,26 @@ static __always_inline int gate_vouched(__u64 container, struct inode* inode) {
   return v->ctime_sec == sec && v->ctime_nsec == nsec;
 }
 
+/* Whether `task` is to be held for discovery: its cgroup is strictly below a discovery root
+ * (and not skipped) and its mount namespace is not the host's. The caller has checked that
+ * the cgroup is not gated. */
+static __always_inline int discover_hold(struct task_struct* task) {
+  if (host_mnt_ns == 0) return 0;
+  if (BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == host_mnt_ns) return 0;
+  struct cgroup* cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+  if (!cg) return 0;
+  __u64 own = BPF_CORE_READ(cg, kn, id);
+  if (bpf_map_lookup_elem(&discover_skip, &own)) return 0;
+  for (int i = 0; i < CTRUST_GATE_MAX_DEPTH; i++) {
+    struct cgroup_subsys_state* parent = BPF_CORE_READ(cg, self.parent);
+    if (!parent) return 0;
+    cg = (struct cgroup*)((void*)parent - bpf_core_field_offset(struct cgroup, self));
+    __u64 id = BPF_CORE_READ(cg, kn, id);
+    if (bpf_map_lookup_elem(&discover_roots, &id)) return 1;
+  }
+  return 0;
+}
+
 static __always_inline __u32 current_mnt_ns(void) {
   struct task_struct* task = (struct task_struct*)bpf_get_current_task();
   return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
@@ -254,6 +298,11 @@ int BPF_PROG(ctrust_exec, struct task_struct* task, pid_t old_pid, struct linux_
       bpf_send_signal(9 /* SIGKILL */);
       gate_flags |= CTRUST_BPF_EXEC_KILLED;
     }
+  } else if (discover_hold(task)) {
+    /* Stopped on its way back to user space, before the new program's first instruction,
+     * like the kill above; SIGSTOP cannot be caught, blocked or ignored. */
+    bpf_send_signal(19 /* SIGSTOP */);
+    gate_flags = CTRUST_BPF_EXEC_HELD;
   }
   emit_exec(task, bprm, gate_flags, gc ? gc->number : 0);
   return 0;

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #endif
 
-#define CTRUST_BPF_ABI_VERSION 2
+#define CTRUST_BPF_ABI_VERSION 3
 
 /* bprm->filename is copied up to this many bytes, NUL included (longer names are cut). */
 #define CTRUST_BPF_FILENAME_MAX 256
@@ -44,6 +44,11 @@ enum ctrust_bpf_exec_flags {
   /* Written by lsm/bprm_check_security (the BPF-LSM backend): before the exec; with
    * KILLED, the exec was refused with EPERM instead (the task goes on, the file never ran). */
   CTRUST_BPF_EXEC_LSM = 1u << 7,
+  /* Discovery: the task is in a cgroup under one of discover_roots that is neither gated
+   * nor skipped, in a mount namespace other than the host's; SIGSTOP was sent before the
+   * first instruction, and the task stays stopped until the agent has registered its
+   * container and judged the file (SIGCONT) or refused it (SIGKILL). */
+  CTRUST_BPF_EXEC_HELD = 1u << 8,
 };
 
 /* The exec gate (observer.bpf.c): the agent says which cgroups are containers and which

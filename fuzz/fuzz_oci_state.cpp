@@ -1,9 +1,11 @@
 // Fuzzes the parsers of what an OCI runtime hands the agent: the runtime state (a hook's
-// standard input) and the bundle's config.json, and the annotations they carry.
+// standard input), the bundle's config.json, and the annotations they carry, and the
+// runtimes' own state files that discovery reads (runc's state.json, crun's status).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
+#include "agent/discovery.h"
 #include "agent/oci.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -17,6 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (m.destination.empty() || m.destination[0] != '/') __builtin_trap();
     }
     (void)ctrust::agent::settings_from_annotations(config->annotations);
+  }
+  for (const char* file : {"state.json", "status"}) {
+    if (auto s = ctrust::agent::parse_runtime_state("id", file, text)) {
+      if (s->pid <= 0 || s->bundle.empty() || s->bundle[0] != '/') __builtin_trap();
+    }
   }
   return 0;
 }

@@ -7,7 +7,7 @@ import os
 import struct
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_bpf_record")
-ABI_VERSION = 1
+ABI_VERSION = 3
 EXEC, NAMESPACE = 1, 2
 FILENAME_MAX = 256
 
@@ -16,19 +16,20 @@ def header(kind, size, ktime_ns=123456789):
     return struct.pack("<HHIQ", kind, ABI_VERSION, size, ktime_ns)
 
 
-def exec_record(filename, flags=0):
+def exec_record(filename, flags=0, container=0):
     name = filename[: FILENAME_MAX - 1]
     body = struct.pack(
-        "<IIIIQIIQQQIIII",
+        "<IIIIQIIQQQIIIIQ",
         4242, 4243, 1, 4026531840,  # pid, tid, ppid, mnt_ns
         7777,  # cgroup_id
         (0 << 20) | 25, 31,  # dev (kernel encoding), mnt_id
         1234567,  # ino
         0, 0x01021994,  # mnt_id_unique, sb_magic (TMPFS_MAGIC)
         1, flags, len(name), 0,  # nlink, flags, filename_len, pad
+        container,  # the gate's container number
     ) + name.ljust(FILENAME_MAX, b"\0")
     size = 16 + len(body)
-    assert size == 344, size
+    assert size == 352, size
     return header(EXEC, size) + body
 
 
@@ -44,6 +45,8 @@ CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 seeds = {
     "exec.bin": exec_record(b"/usr/bin/true"),
     "exec_memfd.bin": exec_record(b"/dev/fd/3", flags=0b0011),
+    "exec_held.bin": exec_record(b"/entrypoint.sh", flags=1 << 8),  # discovery held it
+    "exec_killed.bin": exec_record(b"/unlisted", flags=0b1100000, container=3),
     "namespace_unshare.bin": namespace_record(1, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET),
     "namespace_setns.bin": namespace_record(2, 0, setns_fd=5),
     "exec_truncated.bin": exec_record(b"/usr/bin/true")[:100],

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 
 #include "agent/agent_impl.h"
+#include "agent/cgroup.h"
 #include "agent/mountinfo.h"
 #include "imalog/entry.h"
 #include "util/file.h"
@@ -208,6 +210,22 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
     // The backend (config.h, docs/EXEC_PATH.md "Backends"): BPF-LSM where asked for and
     // possible; never nothing.
     events::BpfObserverOptions observing;
+    if (!config_.discover.empty()) {
+      // The host's mount namespace: PID 1's (the agent may run in a pod of its own), or the
+      // agent's own where PID 1 belongs to an outer user namespace (EACCES).
+      struct stat st {};
+      if (::stat("/proc/1/ns/mnt", &st) != 0) {
+        int err = errno;
+        if (err != EACCES || ::stat("/proc/self/ns/mnt", &st) != 0) {
+          return errno_error("containers.discover: the host's mount namespace (/proc/1/ns/mnt)",
+                             err);
+        }
+        spdlog::info(
+            "discovery: PID 1's mount namespace is out of reach; the agent's own is taken as "
+            "the host's");
+      }
+      observing.host_mnt_ns = st.st_ino;
+    }
     if (config_.backend != "fanotify") {
       std::string problem;
       observing.lsm = true;
@@ -233,6 +251,20 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
       bpf_ = std::move(*observer);
     }
     backend_ = observing.lsm ? "bpf-lsm" : "fanotify";
+    if (!config_.discover.empty()) {
+      CTRUST_ASSIGN_OR_RETURN(std::string mount, cgroup2_mount());
+      for (const auto& d : config_.discover) {
+        struct stat st {};
+        std::string dir = mount + (d == "/" ? std::string() : d);
+        if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+          return errno_error("containers.discover: cgroup " + d + " (" + dir + ")", errno);
+        }
+        CTRUST_TRY(bpf_->discover_root(st.st_ino));
+        spdlog::info("discovery: new cgroups below {} are containers (runtime state from {})", d,
+                     fmt::format("{}", fmt::join(config_.runtime_roots, ", ")));
+      }
+      discovery_thread_ = std::thread([this] { discovery_loop(); });
+    }
     bpf_thread_ = std::thread([this] { bpf_loop(); });
   } else {
     backend_ = "fanotify-only";
@@ -306,6 +338,17 @@ void AgentImpl::shutdown() {
   if (exec_) exec_->stop();
   if (fanotify_thread_.joinable()) fanotify_thread_.join();
   if (bpf_thread_.joinable()) bpf_thread_.join();
+  held_cv_.notify_all();
+  if (discovery_thread_.joinable()) discovery_thread_.join();
+  {
+    // Held, never judged: they do not run their first instruction unjudged.
+    std::lock_guard lock(held_mutex_);
+    for (const auto& e : held_) {
+      spdlog::warn("discovery: pid {} was held when the agent stopped: killed", e.pid);
+      kill(e.pid, 0);
+    }
+    held_.clear();
+  }
   if (exits_thread_.joinable()) exits_thread_.join();
   teardown_cv_.notify_all();
   if (teardown_thread_.joinable()) teardown_thread_.join();  // finishes what is queued

@@ -130,6 +130,11 @@ class AgentImpl final : public Agent, private ProcEnvironment {
                      bool pinned) override;
   Result<void> ignore_data_opens(int fd) override;
 
+  // discovery.cpp: containers found without a hook (discovery.h)
+  void held(const events::ObservedEvent& e);  // from the BPF thread: queued
+  void discovery_loop();
+  void discover(const events::ObservedEvent& e);
+
   // attestation.cpp (agent/api.h, docs/PROTOCOL.md)
   Result<void> start_attestation_api();
   Result<attest::Identity> identity(const std::optional<Bytes>& nonce);
@@ -150,6 +155,7 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   std::mutex host_mutex_;  // host TPM and host log
   std::unique_ptr<ContainerLog> host_log_;
   std::unique_ptr<tpm::Tpm> host_tpm_aggregate_;  // a second connection for PCR reads
+  crypto::Digest boot_aggregate_;                 // of the host's PCRs 0-9, at the start
   // The attestation API's state: the host AK (persistent), the EK facts, the TLS key.
   std::optional<tpm::TpmKey> host_ak_;
   Bytes host_ek_public_;
@@ -179,6 +185,14 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   std::string backend_ = "fanotify";
   ino_t host_mnt_ns_ = 0;
   ino_t host_pid_ns_ = 0;
+
+  std::mutex held_mutex_;
+  std::condition_variable held_cv_;
+  std::deque<events::ObservedEvent> held_;  // execs discovery stopped, to be registered
+  std::thread discovery_thread_;
+  std::atomic<std::uint64_t> discovered_{0};         // containers registered by discovery
+  std::atomic<std::uint64_t> discover_refused_{0};   // held processes killed unregistered
+  std::atomic<std::uint64_t> discover_admitted_{0};  // ... let go unmeasured ("admit")
 
   std::mutex subscribers_mutex_;
   std::vector<UniqueFd> subscribers_;

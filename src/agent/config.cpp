@@ -55,6 +55,24 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(read_mode(containers, "default_mode", c.default_mode));
   CTRUST_TRY(containers.string("default_policy", c.default_policy));
   CTRUST_TRY(containers.boolean("annotations_may_weaken", c.annotations_may_weaken));
+  CTRUST_TRY(containers.strings("discover", c.discover));
+  CTRUST_TRY(containers.strings("runtime_roots", c.runtime_roots));
+  CTRUST_TRY(containers.string("discover_unknown", c.discover_unknown));
+  if (c.discover_unknown != "refuse" && c.discover_unknown != "admit") {
+    return containers.error("discover_unknown", "must be refuse or admit");
+  }
+  for (const auto& d : c.discover) {
+    if (d.empty() || d[0] != '/' || d.find("/..") != std::string::npos) {
+      return containers.error("discover",
+                              "each entry is a cgroup v2 path from the hierarchy's root, such as "
+                              "\"/kubepods.slice\"");
+    }
+  }
+  for (const auto& r : c.runtime_roots) {
+    if (r.empty() || r[0] != '/') {
+      return containers.error("runtime_roots", "each entry must be an absolute path");
+    }
+  }
   CTRUST_TRY(containers.no_unknown_keys());
 
   Section policies(subtable(root, "policies"), "policies", origin);
@@ -82,6 +100,11 @@ Result<AgentConfig> parse_config(std::string_view text, const std::string& origi
   CTRUST_TRY(enforcement.string("backend", c.backend));
   if (c.backend != "auto" && c.backend != "bpf-lsm" && c.backend != "fanotify") {
     return enforcement.error("backend", "must be auto, bpf-lsm or fanotify");
+  }
+  if (!c.discover.empty() && !c.bpf) {
+    return Error(Errc::kFormat, origin +
+                                    ": containers.discover needs the BPF programs (enforcement.bpf "
+                                    "= true): the exec gate holds what it finds");
   }
   if (c.backend == "bpf-lsm" && !c.bpf) {
     return enforcement.error("backend", "bpf-lsm needs the BPF programs (bpf = true)");

@@ -34,6 +34,19 @@ struct AgentConfig {
   std::string default_policy;
   // io.ctrust.mode may only make a container's mode stricter unless this is true.
   bool annotations_may_weaken = false;
+  // Discovery (docs/AGENT.md, "Containers found without a hook"): cgroup v2 paths
+  // ("/kubepods.slice", as in /proc/PID/cgroup) below which every new cgroup is a container. Its
+  // first exec is held before its first instruction until the agent has registered it, so no hook
+  // is needed. Empty: off (needs enforcement.bpf).
+  std::vector<std::string> discover;
+  // Where the runtimes keep their containers' state (runc's ROOT/ID/state.json, crun's
+  // ROOT/ID/status): how discovery learns a held task's container id and bundle.
+  std::vector<std::string> runtime_roots = {"/run/runc", "/run/crun", "/run/containerd/runc/k8s.io",
+                                            "/run/containerd/runc/default",
+                                            "/run/docker/runtime-runc/moby"};
+  // A held task no runtime state accounts for: "refuse" (killed before its first
+  // instruction) or "admit" (goes on unmeasured, reported, and its cgroup is not held again).
+  std::string discover_unknown = "refuse";
 
   std::string policy_dir;                 // default STATE/policies
   std::vector<std::string> policy_trust;  // PEM files of trusted signer keys or CAs

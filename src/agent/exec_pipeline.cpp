@@ -1,6 +1,7 @@
 #include "agent/exec_pipeline.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -105,6 +106,12 @@ void ProcEnvironment::kill(pid_t pid, ino_t mnt_ns) {
   (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
 }
 
+void ProcEnvironment::resume(pid_t pid) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return;  // gone
+  (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGCONT, nullptr, 0);
+}
+
 Result<RunningFile> ProcEnvironment::open_running(const events::ObservedEvent& e) {
   std::string proc = "/proc/" + std::to_string(e.pid);
   RunningFile f;
@@ -128,6 +135,28 @@ Result<RunningFile> ProcEnvironment::open_running(const events::ObservedEvent& e
   struct stat st {};
   if (::fstat(f.fd.get(), &st) != 0) return errno_error("fstat " + link, errno);
   if (st.st_ino != e.ino) return Error(Errc::kNotFound, "the process runs another file now");
+  return f;
+}
+
+Result<RunningFile> ProcEnvironment::open_named(const events::ObservedEvent& e) {
+  if (e.filename.empty() || e.filename_truncated) {
+    return Error(Errc::kNotFound, "the exec's file name is not known whole");
+  }
+  const bool absolute = e.filename[0] == '/';
+  std::string base = "/proc/" + std::to_string(e.pid) + (absolute ? "/root" : "/cwd");
+  UniqueFd dir(::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return errno_error("opening " + base, errno);
+  std::string rel = e.filename;
+  while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  if (rel.empty()) return Error(Errc::kNotFound, "the exec's file name is a directory");
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  long fd = ::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof(how));
+  if (fd < 0) return errno_error("opening " + e.filename + " in the process's root", errno);
+  RunningFile f;
+  f.fd.reset(static_cast<int>(fd));
+  f.path = e.filename;
   return f;
 }
 
@@ -514,8 +543,104 @@ void ExecPipeline::gate_report(const std::shared_ptr<Container>& c,
 // An exec that succeeded, or the gate's report. In a gated container the gate has checked
 // it against what fanotify vouched for; otherwise fanotify asked about it if the file came
 // through one of the container's marked mounts (or a marked filesystem).
+bool ExecPipeline::held_exec(const std::shared_ptr<Container>& c, const events::ObservedEvent& e) {
+  if (c->mode == policy::Mode::kOff) {
+    env_.resume(e.pid);
+    return true;
+  }
+  const bool enforce = c->mode == policy::Mode::kEnforce;
+  // Stopped: it cannot exit, exec again or change what it runs until it gets a signal.
+  // What runs: the process's program, and, for a script (or a binfmt_misc file), the file
+  // the exec named, which the kernel handed to that interpreter. Both are judged, as the
+  // fanotify path judges both opens.
+  struct Judged {
+    std::string name;
+    UniqueFd fd;
+    std::optional<crypto::Digest> digest;
+  };
+  std::vector<Judged> files;
+  std::string why;
+  auto running = env_.open_running(e);
+  if (!running) {
+    why = "unreadable: " + running.error().message();
+  } else {
+    struct stat exe {};
+    (void)::fstat(running->fd.get(), &exe);
+    files.push_back(
+        {running->path.empty() ? e.filename : running->path, std::move(running->fd), std::nullopt});
+    auto named = env_.open_named(e);
+    struct stat st {};
+    if (named && ::fstat(named->fd.get(), &st) == 0 &&
+        (st.st_dev != exe.st_dev || st.st_ino != exe.st_ino)) {
+      // The script first, as the kernel opened it first.
+      files.insert(files.begin(), Judged{e.filename, std::move(named->fd), std::nullopt});
+    } else if (!named && !e.fileless()) {
+      // A name that does not lead to a file (a /dev/fd path, a cwd gone): whether it was a
+      // script is not known, so what the interpreter reads cannot be judged.
+      why = "the file " + printable(e.filename, 256) +
+            " the exec named cannot be opened to judge: " + named.error().message();
+    }
+  }
+  for (auto& f : files) {
+    if (!why.empty()) break;
+    auto d = crypto::digest_fd(crypto::HashAlg::kSha256, f.fd.get());
+    if (d) {
+      f.digest = *d;
+    } else {
+      why = printable(f.name, 256) + " unreadable: " + d.error().message();
+    }
+  }
+  std::string name =
+      files.empty() ? (e.filename.empty() ? "(unnamed)" : e.filename) : files.front().name;
+  if (!why.empty()) {
+    violation(*c, name);
+    spdlog::warn("{}: pid {}: exec of {} held by discovery, {}; {}", c->id, e.pid,
+                 printable(name, 256), why, enforce ? "killed" : "let go");
+    env_.publish(container_event(*c, enforce ? "denied" : "violation", true, name, e.pid,
+                                 "held by discovery, " + why));
+    if (enforce) {
+      env_.kill(e.pid, 0);
+      return false;
+    }
+    env_.resume(e.pid);
+    return true;
+  }
+  bool go_on = true;
+  json judged = json::array();
+  for (auto& f : files) {
+    ExecDecision d = c->guard->judge(f.name, Measured{*f.digest, false});
+    judged.push_back({{"path", f.name},
+                      {"judged", policy::verdict_name(d.judged)},
+                      {"digest", "sha256:" + f.digest->hex()}});
+    if (d.verdict != events::Verdict::kAllow) {
+      go_on = false;
+      name = f.name;
+      break;
+    }
+  }
+  if (go_on) {
+    // The gate lets the container run the program again without asking; where it cannot
+    // say so, the next exec of it is asked about again (fanotify), never let through.
+    auto id = file_id(files.back().fd.get());
+    if (id) (void)vouch(*c, FileKey{c->number, e.dev, id->ino}, id->ctime);
+    env_.resume(e.pid);
+  } else {
+    env_.kill(e.pid, 0);
+  }
+  spdlog::info("{}: pid {}: exec of {} held by discovery until registered: {}", c->id, e.pid,
+               printable(name, 256), go_on ? "went on" : "killed");
+  json ev = container_event(*c, go_on ? "allowed" : "denied", true, name, e.pid,
+                            "held by discovery until the container was registered");
+  ev["judged"] = judged.back()["judged"];
+  ev["digest"] = judged.back()["digest"];
+  if (judged.size() > 1) ev["files"] = judged;
+  env_.publish(ev);
+  return go_on;
+}
+
 void ExecPipeline::observed(const events::ObservedEvent& e) {
   if (e.kind == events::ObservedKind::kNamespace || e.pid == options_.self) return;
+  if (e.held) return;  // the agent's discovery registers the container, then held_exec()
   if (e.container != 0) {
     if (auto gc = containers_.by_number(e.container); gc && e.unvouched) gate_report(gc, e);
     return;

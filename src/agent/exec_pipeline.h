@@ -96,8 +96,15 @@ class ExecEnvironment {
   // SIGKILL to `pid`, through a pidfd, and only if it is still in mount namespace `mnt_ns`
   // (0: wherever it is), so that a recycled pid never gets it.
   virtual void kill(pid_t pid, ino_t mnt_ns) = 0;
+  // SIGCONT to `pid` (a task discovery stopped), through a pidfd.
+  virtual void resume(pid_t pid) = 0;
   // The file process `e.pid` runs (kExec) or maps (kMap), opened through /proc.
   virtual Result<RunningFile> open_running(const events::ObservedEvent& e) = 0;
+  // The file `e.filename` names as process `e.pid` resolves it (an absolute name in its
+  // root, a relative one in its working directory; symlinks stay inside, no magic links):
+  // for an exec discovery held, the script the kernel handed to the interpreter the
+  // process runs. kNotFound when it cannot be resolved.
+  virtual Result<RunningFile> open_named(const events::ObservedEvent& e) = 0;
   // The processes in cgroup directory `cgroup` (and below) that map one of `files`
   // (device, inode) executable.
   virtual std::vector<pid_t> mapping_executable(
@@ -110,7 +117,9 @@ class ExecEnvironment {
 class ProcEnvironment : public ExecEnvironment {
  public:
   void kill(pid_t pid, ino_t mnt_ns) override;
+  void resume(pid_t pid) override;
   Result<RunningFile> open_running(const events::ObservedEvent& e) override;
+  Result<RunningFile> open_named(const events::ObservedEvent& e) override;
   std::vector<pid_t> mapping_executable(const std::string& cgroup,
                                         const std::vector<std::pair<dev_t, ino_t>>& files) override;
   ino_t pid_namespace(pid_t pid) override;
@@ -147,6 +156,11 @@ class ExecPipeline {
   void ask(std::unique_ptr<Question> question);
   // A record of the BPF programs: an exec, or the exec gate's report.
   void observed(const events::ObservedEvent& e);
+  // An exec discovery held (e.held: the task is stopped before its first instruction) in
+  // container `c`, registered since: the file is measured from the process and judged; the
+  // task goes on (SIGCONT) where the container's mode lets it run the file, and is killed
+  // otherwise (enforce: not allowed, or not measurable). Returns whether it went on.
+  bool held_exec(const std::shared_ptr<Container>& c, const events::ObservedEvent& e);
   // A writer is about to open a file the digest cache holds for container `key.owner` (its
   // lease broke; the writer waits): processes of the container that map it executable
   // would run the new bytes, so they are ended (enforce) or the log says so (elsewhere).

@@ -87,7 +87,13 @@ void AgentImpl::bpf_loop() {
 #ifdef CTRUST_WITH_BPF
   std::uint64_t reported_lost = 0;
   while (!stopping_) {
-    auto n = bpf_->poll(500, [this](const events::ObservedEvent& e) { exec_->observed(e); });
+    auto n = bpf_->poll(500, [this](const events::ObservedEvent& e) {
+      if (e.held) {
+        held(e);
+      } else {
+        exec_->observed(e);
+      }
+    });
     if (!n) spdlog::error("BPF observers: {}", n.error().message());
     std::uint64_t lost = bpf_->lost();
     if (lost != reported_lost) {

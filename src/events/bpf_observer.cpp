@@ -177,6 +177,10 @@ Result<ObservedEvent> decode_exec(ByteView record, const ctrust_bpf_header& head
   e.unvouched = (raw.flags & CTRUST_BPF_EXEC_UNVOUCHED) != 0;
   e.killed = (raw.flags & CTRUST_BPF_EXEC_KILLED) != 0;
   e.lsm = (raw.flags & CTRUST_BPF_EXEC_LSM) != 0;
+  e.held = (raw.flags & CTRUST_BPF_EXEC_HELD) != 0;
+  if (e.held && (e.unvouched || e.container != 0)) {
+    return Error(Errc::kFormat, "exec record held but in a gated container");
+  }
   if (e.killed && !e.unvouched) return Error(Errc::kFormat, "exec record killed but vouched");
   return e;
 }
@@ -268,6 +272,8 @@ class LoadedObserver final : public BpfObserver {
                           const struct timespec& ctime, bool pinned) override;
   Result<void> gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) override;
   std::size_t gate_entries() const override;
+  Result<void> discover_root(std::uint64_t cgroup_id) override;
+  Result<void> discover_skip(std::uint64_t cgroup_id) override;
   // Every key of gate_allowed (a walk of the map).
   std::vector<ctrust_gate_key> gate_keys() const;
 
@@ -332,6 +338,10 @@ Result<std::unique_ptr<BpfObserver>> LoadedObserver::open(const BpfObserverOptio
       {skel->progs.ctrust_lsm_shmat, &skel->links.ctrust_lsm_shmat, options.lsm},
   };
   skel->rodata->lsm_gate = options.lsm ? 1 : 0;
+  if (options.host_mnt_ns > std::numeric_limits<std::uint32_t>::max()) {
+    return Error(Errc::kInvalidArgument, "a mount namespace inode number over 32 bits");
+  }
+  skel->rodata->host_mnt_ns = static_cast<std::uint32_t>(options.host_mnt_ns);
   for (const auto& p : programs) {
     err = bpf_program__set_autoload(p.prog, p.wanted);
     if (err != 0) return bpf_error("selecting the BPF programs", -err, messages);
@@ -412,6 +422,25 @@ Result<void> LoadedObserver::gate_container(std::uint64_t cgroup_id, std::uint64
   if (bpf_map__update_elem(skel_.get()->maps.gate_containers, &cgroup_id, sizeof(cgroup_id), &value,
                            sizeof(value), BPF_ANY) != 0) {
     return errno_error("adding cgroup " + std::to_string(cgroup_id) + " to the exec gate", errno);
+  }
+  return ok_result();
+}
+
+Result<void> LoadedObserver::discover_root(std::uint64_t cgroup_id) {
+  std::uint32_t one = 1;
+  if (bpf_map__update_elem(skel_.get()->maps.discover_roots, &cgroup_id, sizeof(cgroup_id), &one,
+                           sizeof(one), BPF_ANY) != 0) {
+    return errno_error("adding cgroup " + std::to_string(cgroup_id) + " as a discovery root",
+                       errno);
+  }
+  return ok_result();
+}
+
+Result<void> LoadedObserver::discover_skip(std::uint64_t cgroup_id) {
+  std::uint32_t one = 1;
+  if (bpf_map__update_elem(skel_.get()->maps.discover_skip, &cgroup_id, sizeof(cgroup_id), &one,
+                           sizeof(one), BPF_ANY) != 0) {
+    return errno_error("skipping cgroup " + std::to_string(cgroup_id) + " in discovery", errno);
   }
   return ok_result();
 }

@@ -54,6 +54,11 @@ struct BpfObserverOptions {
   // CONFIG_BPF_LSM and "bpf" among its active LSMs (lsm_available()); open() fails where
   // the programs cannot load or attach, it never falls back by itself.
   bool lsm = false;
+  // Discovery: the inode number of the host's mount namespace (as stat("/proc/1/ns/mnt")).
+  // With it, an exec in a cgroup below a discovery root (discover_root()) that is not gated,
+  // by a task in another mount namespace, stops the task (SIGSTOP, before its first
+  // instruction) and is reported with `held`. 0: no discovery.
+  std::uint64_t host_mnt_ns = 0;
 };
 
 // Whether "bpf" is among the kernel's active LSMs (/sys/kernel/security/lsm; false where
@@ -112,6 +117,9 @@ struct ObservedEvent {
   bool unvouched = false;
   bool killed = false;
   bool lsm = false;
+  // kExec: discovery stopped the task (SIGSTOP) before the file's first instruction; it
+  // stays stopped until someone sends SIGCONT or SIGKILL. `container` is 0.
+  bool held = false;
   // kMap (always unvouched): the call, its fd (mmap; else -1), the file's dentry name, and
   // whether the file could not be found (then dev/ino are 0).
   MapSyscall map_syscall = MapSyscall::kMmap;
@@ -179,6 +187,13 @@ class BpfObserver {
   virtual Result<void> gate_unpin(std::uint64_t number, dev_t dev, std::uint64_t ino) = 0;
   // Files vouched for, over all containers (a walk of the map: for ps and tests).
   virtual std::size_t gate_entries() const = 0;
+
+  // Discovery (needs BpfObserverOptions::host_mnt_ns): cgroups below `cgroup_id` are
+  // containers to be; their first exec is held (ObservedEvent::held).
+  virtual Result<void> discover_root(std::uint64_t cgroup_id) = 0;
+  // Cgroup `cgroup_id` is no container: its execs are not held (until the map's least
+  // recently used entries make room: then it is held and found again).
+  virtual Result<void> discover_skip(std::uint64_t cgroup_id) = 0;
 
  protected:
   BpfObserver() = default;

@@ -65,6 +65,36 @@ TEST(AgentConfig, TheShippedConfigFileIsTheDefaults) {
   EXPECT_EQ(c->bpf, d.bpf);
   EXPECT_EQ(c->kill_unvouched, d.kill_unvouched);
   EXPECT_EQ(c->backend, d.backend);
+  EXPECT_EQ(c->discover, d.discover);
+  EXPECT_EQ(c->runtime_roots, d.runtime_roots);
+  EXPECT_EQ(c->discover_unknown, d.discover_unknown);
+}
+
+TEST(AgentConfig, Discovery) {
+  auto d = parse_config("", kOrigin);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->discover.empty()) << "off unless asked for";
+  EXPECT_EQ(d->discover_unknown, "refuse");
+  EXPECT_FALSE(d->runtime_roots.empty());
+  auto c = parse_config(
+      "[containers]\ndiscover = [\"/kubepods.slice\", \"/ctrust-test\"]\n"
+      "runtime_roots = [\"/srv/runc\"]\ndiscover_unknown = \"admit\"\n",
+      kOrigin);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->discover, (std::vector<std::string>{"/kubepods.slice", "/ctrust-test"}));
+  EXPECT_EQ(c->runtime_roots, std::vector<std::string>{"/srv/runc"});
+  EXPECT_EQ(c->discover_unknown, "admit");
+  for (const char* bad : {
+           "containers.discover = [\"kubepods.slice\"]\n",
+           "containers.discover = [\"/a/../b\"]\n",
+           "containers.runtime_roots = [\"run/runc\"]\n",
+           "containers.discover_unknown = \"allow\"\n",
+           "containers.discover = [\"/k\"]\nenforcement.bpf = false\n",
+       }) {
+    auto r = parse_config(bad, kOrigin);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message().find("containers."), std::string::npos) << r.error().message();
+  }
 }
 
 TEST(AgentConfig, TheEnforcementBackend) {

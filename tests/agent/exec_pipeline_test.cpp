@@ -94,6 +94,10 @@ class RecordingEnvironment final : public ExecEnvironment {
     std::lock_guard lock(mutex);
     killed.emplace_back(pid, mnt_ns);
   }
+  void resume(pid_t pid) override {
+    std::lock_guard lock(mutex);
+    resumed.push_back(pid);
+  }
   Result<RunningFile> open_running(const events::ObservedEvent& e) override {
     if (not_yet > 0) {
       --not_yet;
@@ -105,6 +109,14 @@ class RecordingEnvironment final : public ExecEnvironment {
     RunningFile f;
     f.fd.reset(::open(running.c_str(), O_RDONLY | O_CLOEXEC));
     f.path = running;
+    return f;
+  }
+  Result<RunningFile> open_named(const events::ObservedEvent& e) override {
+    if (named.empty()) return open_running(e);
+    RunningFile f;
+    f.fd.reset(::open(named.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!f.fd) return Error(Errc::kNotFound, "no such file");
+    f.path = named;
     return f;
   }
   std::vector<pid_t> mapping_executable(const std::string&,
@@ -127,6 +139,8 @@ class RecordingEnvironment final : public ExecEnvironment {
   std::vector<Vouched> vouched;
   int ignored = 0;
   std::vector<std::pair<pid_t, ino_t>> killed;
+  std::vector<pid_t> resumed;
+  std::string named;  // what open_named() finds ("": what open_running() finds)
   bool gate_full = false;
   std::string running;         // what open_running() finds
   pid_t running_pid = 0;       // ... in this process only (0: any)
@@ -487,6 +501,91 @@ TEST_F(ExecPipelineTest, AnLsmReportReadBeforeTheExecCompletesIsMeasuredOnceItHa
   e.filename = "late";
   pipeline_->observed(e);
   EXPECT_EQ(count(log_of(*c), "late", true), 1);
+}
+
+// Discovery held the task before its first instruction (SIGSTOP); the container is
+// registered since. What runs is judged from the process; nothing but a signal ends the hold.
+events::ObservedEvent held(const Container& c, const std::string& file) {
+  events::ObservedEvent e;
+  e.kind = events::ObservedKind::kExec;
+  e.pid = kAsker;
+  e.container = c.number;
+  e.held = true;
+  e.filename = file;
+  return e;
+}
+
+TEST_F(ExecPipelineTest, AHeldExecOfAListedFileGoesOnVouchedAndLogged) {
+  auto c = container("c1", policy::Mode::kEnforce);
+  start();
+  env_.running = dir_ + "/listed";
+  EXPECT_TRUE(pipeline_->held_exec(c, held(*c, "/listed")));
+  EXPECT_EQ(env_.resumed, std::vector<pid_t>{kAsker});
+  EXPECT_TRUE(env_.killed.empty());
+  EXPECT_EQ(count(log_of(*c), dir_ + "/listed", false), 1);
+  ASSERT_EQ(env_.vouches().size(), 1U) << "the gate lets it run again without asking";
+  EXPECT_EQ(env_.vouches()[0].number, c->number);
+  ASSERT_EQ(of_kind("allowed").size(), 1U);
+  // The pipeline's own entry point leaves held records to discovery.
+  pipeline_->observed(held(*c, "/listed"));
+  EXPECT_EQ(env_.resumed.size(), 1U);
+}
+
+TEST_F(ExecPipelineTest, AHeldExecOfAnUnlistedFileIsKilledInEnforceAndGoesOnInMeasure) {
+  auto c = container("c1", policy::Mode::kEnforce);
+  auto m = container("c2", policy::Mode::kMeasure);
+  start();
+  env_.running = dir_ + "/unlisted";
+  EXPECT_FALSE(pipeline_->held_exec(c, held(*c, "/unlisted")));
+  ASSERT_EQ(env_.killed.size(), 1U);
+  EXPECT_EQ(env_.killed[0].first, kAsker);
+  EXPECT_TRUE(env_.resumed.empty()) << "never let go";
+  EXPECT_TRUE(env_.vouches().empty());
+  EXPECT_EQ(count(log_of(*c), dir_ + "/unlisted", false), 0) << "it did not run";
+  ASSERT_EQ(of_kind("denied").size(), 1U);
+  EXPECT_TRUE(pipeline_->held_exec(m, held(*m, "/unlisted")));
+  EXPECT_EQ(env_.resumed, std::vector<pid_t>{kAsker});
+  EXPECT_EQ(count(log_of(*m), dir_ + "/unlisted", false), 1) << "measured before it ran";
+}
+
+TEST_F(ExecPipelineTest, AHeldExecThatCannotBeMeasuredIsKilledInEnforceOnly) {
+  auto c = container("c1", policy::Mode::kEnforce);
+  auto m = container("c2", policy::Mode::kMeasure);
+  start();
+  env_.running.clear();  // open_running() fails
+  EXPECT_FALSE(pipeline_->held_exec(c, held(*c, "/x")));
+  EXPECT_EQ(env_.killed.size(), 1U);
+  EXPECT_EQ(count(log_of(*c), "/x", true), 1) << "a violation record";
+  EXPECT_TRUE(pipeline_->held_exec(m, held(*m, "/y")));
+  EXPECT_EQ(env_.killed.size(), 1U);
+  EXPECT_EQ(env_.resumed, std::vector<pid_t>{kAsker});
+  EXPECT_EQ(count(log_of(*m), "/y", true), 1);
+}
+
+TEST_F(ExecPipelineTest, AHeldScriptIsJudgedBesideItsInterpreter) {
+  auto c = container("c1", policy::Mode::kEnforce);
+  start();
+  env_.running = dir_ + "/listed";  // the interpreter
+  env_.named = dir_ + "/unlisted";  // the script the exec named
+  EXPECT_FALSE(pipeline_->held_exec(c, held(*c, "/entry.sh")));
+  EXPECT_EQ(env_.killed.size(), 1U);
+  EXPECT_TRUE(env_.resumed.empty());
+  auto denied = of_kind("denied");
+  ASSERT_EQ(denied.size(), 1U);
+  EXPECT_EQ(denied[0]["path"], "/entry.sh");
+  // A listed script with a listed interpreter: both measured, the script first.
+  write(dir_ + "/listed2", std::string("\x7f") + "ELF listed program");  // another inode
+  env_.named = dir_ + "/listed2";
+  EXPECT_TRUE(pipeline_->held_exec(c, held(*c, "/entry.sh")));
+  EXPECT_EQ(env_.resumed, std::vector<pid_t>{kAsker});
+  auto log = log_of(*c);
+  ASSERT_GE(log.size(), 2U);
+  EXPECT_EQ(log[log.size() - 2].name, "/entry.sh");
+  EXPECT_EQ(log.back().name, dir_ + "/listed");
+  // A name that leads nowhere: what the interpreter reads cannot be judged.
+  env_.named = dir_ + "/gone";
+  EXPECT_FALSE(pipeline_->held_exec(c, held(*c, "/dev/fd/3")));
+  EXPECT_EQ(env_.killed.size(), 2U);
 }
 
 TEST_F(ExecPipelineTest, LostEventsAreAViolationInEveryContainer) {

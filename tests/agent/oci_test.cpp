@@ -1,4 +1,5 @@
 #include "agent/oci.h"
+#include "agent/discovery.h"
 
 #include <gtest/gtest.h>
 
@@ -113,6 +114,36 @@ TEST(Settings, AnInvalidModeIsAnErrorNeverAWeakerMode) {
   auto measure = settings_from_annotations({{"io.ctrust.mode", "measure"}});
   ASSERT_TRUE(measure);
   EXPECT_EQ(measure->mode, policy::Mode::kMeasure);
+}
+
+TEST(RuntimeState, RuncsStateJsonAndCrunsStatusGiveThePidAndBundle) {
+  auto runc = parse_runtime_state(
+      "c1", "state.json",
+      R"({"id":"c1","init_process_pid":4242,"config":{"labels":["a=b","bundle=/srv/b"]}})");
+  ASSERT_TRUE(runc) << runc.error().message();
+  EXPECT_EQ(runc->id, "c1");
+  EXPECT_EQ(runc->pid, 4242);
+  EXPECT_EQ(runc->bundle, "/srv/b");
+  auto crun = parse_runtime_state("c2", "status", R"({"pid":77,"bundle":"/srv/c"})");
+  ASSERT_TRUE(crun) << crun.error().message();
+  EXPECT_EQ(crun->pid, 77);
+  EXPECT_EQ(crun->bundle, "/srv/c");
+}
+
+TEST(RuntimeState, WhatDoesNotNameAProcessAndAnAbsoluteBundleIsRefused) {
+  for (const char* bad : {
+           R"([])", R"({"init_process_pid":0,"config":{"labels":["bundle=/b"]}})",
+           R"({"init_process_pid":-3,"config":{"labels":["bundle=/b"]}})",
+           R"({"init_process_pid":4294967297,"config":{"labels":["bundle=/b"]}})",
+           R"({"init_process_pid":"12","config":{"labels":["bundle=/b"]}})",
+           R"({"init_process_pid":12,"config":{"labels":["bundle=rel"]}})",
+           R"({"init_process_pid":12,"config":{"labels":[1]}})", R"({"init_process_pid":12})",
+           R"({"pid":12,"bundle":"/b"})",  // crun's key in runc's file
+       }) {
+    EXPECT_FALSE(parse_runtime_state("x", "state.json", bad)) << bad;
+  }
+  EXPECT_FALSE(parse_runtime_state("x", "status", R"({"pid":12})"));
+  EXPECT_FALSE(parse_runtime_state("x", "status", "not json"));
 }
 
 }  // namespace

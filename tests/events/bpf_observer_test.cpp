@@ -527,6 +527,21 @@ TEST(BpfRecordDecodeTest, DecodesAnExecRecord) {
   EXPECT_FALSE(e->unlinked);
 }
 
+TEST(BpfRecordDecodeTest, AHeldExecIsOneInNoGatedContainer) {
+  auto r = exec_record();
+  r.flags = CTRUST_BPF_EXEC_HELD;
+  auto e = decode_observer_record(bytes_of(&r, sizeof(r)));
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_TRUE(e->held);
+  EXPECT_FALSE(decode_observer_record(bytes_of(&r, sizeof(r)))->unvouched);
+  // Held in a gated container, or held and unvouched: the programs never write that.
+  r.container = 7;
+  EXPECT_FALSE(decode_observer_record(bytes_of(&r, sizeof(r))));
+  r.container = 0;
+  r.flags = CTRUST_BPF_EXEC_HELD | CTRUST_BPF_EXEC_UNVOUCHED;
+  EXPECT_FALSE(decode_observer_record(bytes_of(&r, sizeof(r))));
+}
+
 TEST(BpfRecordDecodeTest, FilenameIsBoundedByBufferLengthAndNul) {
   auto r = exec_record();
   std::memset(r.filename, 'a', sizeof(r.filename));  // no NUL at all
