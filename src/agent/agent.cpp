@@ -256,9 +256,11 @@ Result<void> AgentImpl::init(const std::string& config_bytes) {
       for (const auto& d : config_.discover) {
         struct stat st {};
         std::string dir = mount + (d == "/" ? std::string() : d);
-        if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-          return errno_error("containers.discover: cgroup " + d + " (" + dir + ")", errno);
-        }
+        std::string what = "containers.discover: cgroup ";
+        what += d;
+        what += " (" + dir + ")";
+        if (::stat(dir.c_str(), &st) != 0) return errno_error(what, errno);
+        if (!S_ISDIR(st.st_mode)) return Error(Errc::kInvalidArgument, what + " is no directory");
         CTRUST_TRY(bpf_->discover_root(st.st_ino));
         spdlog::info("discovery: new cgroups below {} are containers (runtime state from {})", d,
                      fmt::format("{}", fmt::join(config_.runtime_roots, ", ")));

@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -64,7 +64,7 @@ namespace {
 
 // The inode of process `pid`'s cgroup v2 directory (0: unknown).
 std::uint64_t cgroup_of(pid_t pid) {
-  auto text = read_file("/proc/" + std::to_string(pid) + "/cgroup", 64 * 1024);
+  auto text = read_file("/proc/" + std::to_string(pid) + "/cgroup", std::size_t{64} << 10);
   if (!text) return 0;
   auto path = parse_proc_cgroup_v2(
       std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
