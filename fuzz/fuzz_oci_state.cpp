@@ -20,6 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     (void)ctrust::agent::settings_from_annotations(config->annotations);
   }
+  (void)ctrust::agent::parse_proc_stat_start_time(text);
   for (const char* file : {"state.json", "status"}) {
     if (auto s = ctrust::agent::parse_runtime_state("id", file, text)) {
       if (s->pid <= 0 || s->bundle.empty() || s->bundle[0] != '/') __builtin_trap();

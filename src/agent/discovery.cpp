@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -37,6 +38,14 @@ Result<RuntimeState> parse_runtime_state(std::string_view id, std::string_view f
                                     " has no usable \"" + pid_key + "\"");
   }
   s.pid = static_cast<pid_t>(pid->get<std::int64_t>());
+  auto start = doc.find(file == "state.json" ? "init_process_start" : "process-start-time");
+  if (start != doc.end()) {
+    if (!start->is_number_unsigned()) {
+      return Error(Errc::kFormat, std::string(file) + " of " + printable(std::string(id)) +
+                                      " has a start time that is not a number");
+    }
+    s.start_time = start->get<std::uint64_t>();
+  }
   if (file == "state.json") {
     auto config = doc.find("config");
     if (config != doc.end() && config->is_object()) {
@@ -60,7 +69,37 @@ Result<RuntimeState> parse_runtime_state(std::string_view id, std::string_view f
   return s;
 }
 
+std::optional<std::uint64_t> parse_proc_stat_start_time(std::string_view text) {
+  auto paren = text.rfind(')');
+  if (paren == std::string_view::npos) return std::nullopt;
+  // After ") ": field 3 (state) onwards; the start time is field 22, the 20th from there.
+  std::string_view rest = text.substr(paren + 1);
+  for (int field = 3; field <= 22; ++field) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    auto end = rest.find(' ');
+    std::string_view value = rest.substr(0, end);
+    if (value.empty()) return std::nullopt;
+    if (field == 22) {
+      std::uint64_t n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || p != value.data() + value.size()) return std::nullopt;
+      return n;
+    }
+    if (end == std::string_view::npos) return std::nullopt;
+    rest.remove_prefix(end);
+  }
+  return std::nullopt;
+}
+
 namespace {
+
+// When process `pid` started (nullopt: gone or unreadable).
+std::optional<std::uint64_t> start_time_of(pid_t pid) {
+  auto text = read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!text) return std::nullopt;
+  return parse_proc_stat_start_time(
+      std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
+}
 
 // The inode of process `pid`'s cgroup v2 directory (0: unknown).
 std::uint64_t cgroup_of(pid_t pid) {
@@ -94,7 +133,10 @@ Result<RuntimeState> find_runtime_state(const std::vector<std::string>& roots, p
           problems.push_back(s.error().message());
           continue;
         }
-        if (s->pid == pid || (cgroup_id != 0 && cgroup_of(s->pid) == cgroup_id)) return *s;
+        if (s->pid != pid && (cgroup_id == 0 || cgroup_of(s->pid) != cgroup_id)) continue;
+        // A stale state file whose pid names another process now.
+        if (s->start_time && start_time_of(s->pid) != s->start_time) continue;
+        return *s;
       }
     }
   }

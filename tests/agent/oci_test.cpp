@@ -124,10 +124,42 @@ TEST(RuntimeState, RuncsStateJsonAndCrunsStatusGiveThePidAndBundle) {
   EXPECT_EQ(runc->id, "c1");
   EXPECT_EQ(runc->pid, 4242);
   EXPECT_EQ(runc->bundle, "/srv/b");
+  EXPECT_FALSE(runc->start_time);
   auto crun = parse_runtime_state("c2", "status", R"({"pid":77,"bundle":"/srv/c"})");
   ASSERT_TRUE(crun) << crun.error().message();
   EXPECT_EQ(crun->pid, 77);
   EXPECT_EQ(crun->bundle, "/srv/c");
+  auto started = parse_runtime_state(
+      "c1", "state.json",
+      R"({"init_process_pid":9,"init_process_start":123456,"config":{"labels":["bundle=/b"]}})");
+  ASSERT_TRUE(started);
+  EXPECT_EQ(started->start_time, 123456U);
+  auto crun_started =
+      parse_runtime_state("c2", "status", R"({"pid":9,"process-start-time":77,"bundle":"/b"})");
+  ASSERT_TRUE(crun_started);
+  EXPECT_EQ(crun_started->start_time, 77U);
+  EXPECT_FALSE(parse_runtime_state(
+      "c1", "state.json",
+      R"({"init_process_pid":9,"init_process_start":"x","config":{"labels":["bundle=/b"]}})"));
+  EXPECT_FALSE(parse_runtime_state(
+      "c1", "state.json",
+      R"({"init_process_pid":9,"init_process_start":-1,"config":{"labels":["bundle=/b"]}})"));
+}
+
+TEST(RuntimeState, TheStartTimeIsField22AfterTheCommandName) {
+  // A command name with spaces and parentheses cannot shift the fields.
+  std::string stat =
+      "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 "
+      "1000 200 18446744073709551615";
+  EXPECT_EQ(parse_proc_stat_start_time(stat), 987654U);
+  EXPECT_FALSE(parse_proc_stat_start_time("42 (a) S 1 2"));
+  EXPECT_FALSE(parse_proc_stat_start_time("no paren"));
+  EXPECT_FALSE(parse_proc_stat_start_time(
+      "42 (a) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98x 1000"));
+  // The agent's own, as the kernel writes it.
+  std::ifstream self("/proc/self/stat");
+  std::string text((std::istreambuf_iterator<char>(self)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(parse_proc_stat_start_time(text));
 }
 
 TEST(RuntimeState, WhatDoesNotNameAProcessAndAnAbsoluteBundleIsRefused) {

@@ -11,7 +11,8 @@
 #     the file it would write is not there), and is measured before it runs in measure;
 #   - a script as the first program is judged, not only its interpreter;
 #   - a container whose registration is refused (a policy that is not loaded) never runs;
-#   - a process below the watched cgroup that no runtime accounts for is refused, and one
+#   - a process below the watched cgroup that no runtime accounts for is refused (also when a
+#     stale state file names its pid, reused), and one
 #     in the host's mount namespace (the runtime's own) is not held at all;
 #   - with containers.discover_unknown = "admit" that process runs, reported as unmanaged.
 source "$(dirname "$0")/lib.sh"
@@ -159,6 +160,16 @@ check "... and the agent says why" grep -q "discovery: pid .*no container of the
 check_eq "ctrust ps counts what discovery did" \
   "$("$CTRUST" ps --socket "$SOCK" --json | jq -c '.discovery | [.registered, .refused, .admitted, .unknown]')" \
   '[5,2,0,"refuse"]'
+# A stale state file (a container long gone, its pid reused by the stray process, a bundle
+# that still exists): the start time it recorded is not the process's, so it names nobody.
+mkdir -p "$CG2$WATCHED/ghost" "$RUNC_ROOT/ghost"
+code=0
+unshare -m --propagation private sh -c "
+  printf '{\"init_process_pid\": %d, \"init_process_start\": 1, \"config\": {\"labels\": [\"bundle=%s\"]}}' \$\$ '$WORK/bundles/d1' >'$RUNC_ROOT/ghost/state.json'
+  echo \$\$ >'$CG2$WATCHED/ghost/cgroup.procs' && exec '$BB' touch '$WORK/ghost-ran'" || code=$?
+rm -rf "$RUNC_ROOT/ghost"
+check_eq "a stray process a stale state file names by its reused pid is refused" "$code" 137
+check "... never taken for that container" sh -c "! grep -q 'container ghost\|ghost: registered' '$WORK/ctrustd.log'"
 # In the host's mount namespace (the runtime's own execs): not held.
 mkdir -p "$CG2$WATCHED/host-ns"
 code=0
