@@ -113,12 +113,20 @@ vm_boot() {  # INITRD MEMORY_MB TIMEOUT_S: boots the guest, its console in $WORK
   local rc=0
   timeout "$3" qemu-system-x86_64 -machine q35,accel="$VM_ACCEL" -smp "${VM_SMP:-2}" -m "$2" \
     -nographic -no-reboot -kernel "$VM_KERNEL" -initrd "$1" \
-    -append "console=ttyS0 quiet panic=-1 rdinit=/init" >"$WORK/serial.raw" 2>&1 || rc=$?
+    -append "console=ttyS0 quiet panic=-1 rdinit=/init $VM_APPEND" >"$WORK/serial.raw" 2>&1 || rc=$?
   tr -d '\r' <"$WORK/serial.raw" >"$WORK/serial.out"
   if [ "$rc" != 0 ]; then
     # What the guest printed last says where it stopped (124: the timeout ended it).
     echo "qemu exited $rc; the guest's console ended with:" >&2
     tail -40 "$WORK/serial.out" >&2
+  fi
+  if grep -q 'Kernel panic' "$WORK/serial.out"; then
+    # A guest kernel that locked up panicked and replayed its whole log (VM_APPEND): the first
+    # report and its stacks say where each CPU was.
+    echo "the guest's kernel panicked; its first report of a lockup or bug:" >&2
+    grep -n -m1 -E 'soft lockup|hard LOCKUP|BUG:|rcu_preempt detected stalls|hung_task' "$WORK/serial.out" |
+      cut -d: -f1 | { read -r n && sed -n "$n,$((n + 150))p" "$WORK/serial.out" >&2; } || true
+    rc=125
   fi
   return "$rc"
 }
@@ -131,3 +139,7 @@ section() {  # NAME: what the guest printed between ===NAME=== and the next ===
 # kind has one from kvm-pvm, which only runs PVM guests: a Debian kernel hangs there).
 # CTRUST_VM_ACCEL=kvm uses KVM where it really works.
 VM_ACCEL=${CTRUST_VM_ACCEL:-tcg}
+# A guest CPU that stays in the kernel for 60 s (soft lockup) is a hang, not slowness: the
+# guest panics at once, instead of at the test's timeout minutes later, and prints its whole
+# kernel log with every CPU's stack (console_verbose at panic), which vm_boot shows.
+VM_APPEND="softlockup_panic=1 watchdog_thresh=30 softlockup_all_cpu_backtrace=1 panic_print=0x20 ${VM_APPEND:-}"
