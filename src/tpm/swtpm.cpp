@@ -1,6 +1,7 @@
 #include "tpm/swtpm.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -57,6 +58,37 @@ void exec_child(char* const argv[], int out_fd) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::execv(argv[0], argv);
   ::_exit(127);
+}
+
+Result<pid_t> spawn_child(char* const argv[], int out_fd) {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  if (int err = ::posix_spawn_file_actions_init(&actions); err != 0) {
+    return errno_error("posix_spawn_file_actions_init", err);
+  }
+  if (int err = ::posix_spawnattr_init(&attr); err != 0) {
+    ::posix_spawn_file_actions_destroy(&actions);
+    return errno_error("posix_spawnattr_init", err);
+  }
+  int err = ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
+  if (err == 0 && out_fd >= 0) {
+    err = ::posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  } else if (err == 0) {
+    err = ::posix_spawn_file_actions_adddup2(&actions, 0, 1);
+  }
+  if (err == 0) err = ::posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // No descriptor of ours may live on in the child (exec_child says why).
+  if (err == 0) err = ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  sigset_t none;
+  ::sigemptyset(&none);
+  if (err == 0) err = ::posix_spawnattr_setsigmask(&attr, &none);
+  if (err == 0) err = ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  if (err == 0) err = ::posix_spawn(&pid, argv[0], &actions, &attr, argv, environ);
+  ::posix_spawnattr_destroy(&attr);
+  ::posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) return errno_error(std::string("starting ") + argv[0], err);
+  return pid;
 }
 
 namespace {
@@ -185,16 +217,21 @@ Result<Swtpm> Swtpm::start(const SwtpmOptions& options) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return errno_error("fork", errno);
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    if (!options.detached) {
+  pid_t pid = -1;
+  if (options.detached) {
+    // A vTPM, started while containers start: spawned, never forked (spawn_child).
+    CTRUST_ASSIGN_OR_RETURN(pid, spawn_child(argv.data(), -1));
+  } else {
+    pid_t parent = ::getpid();
+    pid = ::fork();
+    if (pid < 0) return errno_error("fork", errno);
+    if (pid == 0) {
+      // Only async-signal-safe calls between fork and exec. A parent-death signal is what
+      // posix_spawn cannot set up.
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(127);
+      exec_child(argv.data(), -1);
     }
-    exec_child(argv.data(), -1);
   }
   Swtpm swtpm;
   swtpm.options_ = options;

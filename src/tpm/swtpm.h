@@ -72,6 +72,12 @@ Result<std::string> find_executable(const std::string& name);
 // In a freshly forked child: stdin from /dev/null, stdout and stderr to `out_fd` (or
 // /dev/null when -1), every other descriptor closed, then execv. Never returns.
 [[noreturn]] void exec_child(char* const argv[], int out_fd);
+// The same set-up, from posix_spawn: the child shares the caller's memory until it execs
+// (vfork), so that, unlike fork, starting a tool copies no page tables and leaves no page of
+// a large multithreaded caller copy-on-write while the child starts: the agent's other
+// threads (a container's start among them) are not stalled by it. The child inherits the
+// calling thread's CPU priority. Its pid, or an error.
+Result<pid_t> spawn_child(char* const argv[], int out_fd);
 
 // The last non-empty line of a log file (swtpm's, swtpm_setup's), or "" when unreadable.
 std::string log_last_line(const std::string& path);

@@ -56,11 +56,9 @@ Result<void> make_private_dir(const std::string& path) {
   return ok_result();
 }
 
-// Runs a tool with its output in `log`; an error quoting the log's last line on failure.
-// `background`: at the lowest CPU priority (nice 19), so that making a pool vTPM (swtpm_setup's
-// key generation, most of a second of CPU) does not slow down the container starts it overlaps.
-Result<void> run_tool(const std::vector<std::string>& args, const std::string& log,
-                      bool background) {
+// Runs a tool with its output in `log`; an error quoting the log's last line on failure. It
+// runs at the calling thread's CPU priority (LowPriority).
+Result<void> run_tool(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> copy = args;
   CTRUST_ASSIGN_OR_RETURN(copy[0], find_executable(args[0]));
   UniqueFd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -69,12 +67,7 @@ Result<void> run_tool(const std::vector<std::string>& args, const std::string& l
   argv.reserve(copy.size() + 1);
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) return errno_error("fork", errno);
-  if (pid == 0) {
-    if (background) (void)::setpriority(PRIO_PROCESS, 0, 19);
-    exec_child(argv.data(), log_fd.get());
-  }
+  CTRUST_ASSIGN_OR_RETURN(pid_t pid, spawn_child(argv.data(), log_fd.get()));
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return errno_error("waiting for " + args[0], errno);
@@ -83,6 +76,34 @@ Result<void> run_tool(const std::vector<std::string>& args, const std::string& l
   std::string last = log_last_line(log);
   return Error(Errc::kIo, args[0] + " failed" + (last.empty() ? "" : ": " + last));
 }
+
+// The calling thread at the lowest CPU priority (nice 19; on Linux nice is per thread) while
+// it lives, and what it starts too: making a pool vTPM (swtpm_setup's key generation, most
+// of a second of CPU) then does not slow down the container starts it overlaps. Back to the
+// thread's own priority at the end (the agent runs with CAP_SYS_NICE; without it the thread
+// stays low, which only slows later refills).
+class LowPriority {
+ public:
+  explicit LowPriority(bool on) : tid_(static_cast<id_t>(::gettid())) {
+    if (!on) return;
+    errno = 0;
+    int old = ::getpriority(PRIO_PROCESS, tid_);
+    if (errno == 0 && ::setpriority(PRIO_PROCESS, tid_, 19) == 0) {
+      old_ = old;
+      lowered_ = true;
+    }
+  }
+  ~LowPriority() {
+    if (lowered_) (void)::setpriority(PRIO_PROCESS, tid_, old_);
+  }
+  LowPriority(const LowPriority&) = delete;
+  LowPriority& operator=(const LowPriority&) = delete;
+
+ private:
+  id_t tid_;
+  int old_ = 0;
+  bool lowered_ = false;
+};
 
 nlohmann::json meta_json(const VtpmInfo& info, bool suspended) {
   return {{"uuid", info.uuid},
@@ -314,6 +335,7 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture(bool background) {
     return std::move(lock).error();
   }
   std::unique_ptr<Tpm> connection;
+  LowPriority low(background);
   auto made = [&]() -> Result<VtpmInfo> {
     std::vector<std::string> args = {config_.swtpm_setup, "--tpm2",
                                      "--tpmstate",        dir,
@@ -321,7 +343,7 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture(bool background) {
                                      "--pcr-banks",       "sha1,sha256",
                                      "--config",          config_.root + "/swtpm_setup.conf"};
     if (config_.swtpm != "swtpm") args.insert(args.end(), {"--tpm", config_.swtpm + " socket"});
-    CTRUST_TRY(run_tool(args, dir + "/setup.log", background));
+    CTRUST_TRY(run_tool(args, dir + "/setup.log"));
     SwtpmOptions options;
     options.state_dir = dir;
     options.socket = dir + "/" + kSocketName;
@@ -329,8 +351,8 @@ Result<VtpmManager::Manufactured> VtpmManager::manufacture(bool background) {
     options.binary = config_.swtpm;
     CTRUST_ASSIGN_OR_RETURN(Swtpm swtpm, Swtpm::start(options));
     // Its key generation below (the attestation key, the endorsement key) at the lowest
-    // priority too; back to normal once it is made, for the container it will serve.
-    if (background) (void)::setpriority(PRIO_PROCESS, swtpm.pid(), 19);
+    // priority too (it inherits this thread's); back to normal once it is made, for the
+    // container it will serve.
     VtpmInfo info;
     info.uuid = uuid;
     info.state_dir = dir;

@@ -8,12 +8,14 @@
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "swtpm_fixture.h"
@@ -137,10 +139,26 @@ TEST_F(VtpmTest, PoolHandsOutPrestartedVtpmsAndRefills) {
   config_.pool_size = 2;
   auto manager = open_manager();
   ASSERT_TRUE(manager);
+  errno = 0;
+  int before = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  ASSERT_EQ(errno, 0);
   ASSERT_TRUE(manager->fill_pool());
   EXPECT_EQ(manager->pool_ready(), 2U);
+  // Made at nice 19 (this thread's, while it made them), then back to normal: the thread,
+  // and each pool vTPM's swtpm, for the container it will serve.
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), before);
   auto pooled = manager->list(true);
   ASSERT_EQ(pooled.size(), 2U);
+  for (const auto& p : pooled) {
+    std::ifstream stat("/proc/" + std::to_string(p.pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto fields = text.substr(text.rfind(')') + 2);
+    std::istringstream in(fields);
+    std::string f;
+    for (int i = 3; i <= 19 && in >> f; ++i) {
+    }
+    EXPECT_EQ(f, "0") << "nice of swtpm " << p.pid;
+  }
   auto info = manager->create("c1");
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_TRUE(info->uuid == pooled[0].uuid || info->uuid == pooled[1].uuid);
