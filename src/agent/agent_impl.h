@@ -67,10 +67,14 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   Result<void> init(const std::string& config_bytes);
   Result<void> serve() override;
   void stop() override;
-  nlohmann::json handle(const nlohmann::json& request) override;
+  nlohmann::json handle(const nlohmann::json& request) override { return handle(request, false); }
 
  private:
   using json = nlohmann::json;
+
+  // control_server.cpp. `defer_start`: a create leaves its start's TPM work and syncs to
+  // settle_start(), which the caller runs once the answer is out.
+  json handle(const json& request, bool defer_start);
 
   // host.cpp
   Result<void> open_host_tpm();
@@ -85,7 +89,14 @@ class AgentImpl final : public Agent, private ProcEnvironment {
   Result<json> policy_load(const json& request);
 
   // containers.cpp
-  Result<json> create(const json& request);
+  // Registers a container. `defer`: what its first instruction does not need (its log's
+  // extends and sync, its host record) is left to settle_start(), which the caller must run
+  // as soon as the container may go on (ContainerLog::defer); a quote or the end of the
+  // container runs it too.
+  Result<json> create(const json& request, bool defer = false);
+  // The rest of a deferred start: the log's pending entries synced and extended, then the
+  // host record of its creation. Idempotent; an error is logged and published too.
+  Result<void> settle_start(Container& c);
   Result<json> remove(const std::string& id);
   // Closes the books of `c` (still registered): unmarked, ungated, a container-stopped host
   // record, the vTPM destroyed after the answer. create_mutex_ is held.

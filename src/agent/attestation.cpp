@@ -149,10 +149,15 @@ Result<attest::Evidence> AgentImpl::answer(const attest::Challenge& challenge) {
   std::set<std::string> answered;
   for (const auto& c : running) {
     std::uint64_t offset = asked.contains(c->id) ? asked[c->id] : 0;
+    // A start not settled yet: its host record before the host's quote (the log below).
+    (void)settle_start(*c);
     auto quoted =
         c->guard->with_log([&](ContainerLog* guarded) -> Result<attest::ContainerEvidence> {
           ContainerLog* log = guarded != nullptr ? guarded : c->log.get();
           if (log == nullptr) return Error(Errc::kNotFound, c->id + " has no log");
+          // A start not settled yet: its entries extended first, so that the quote vouches
+          // for the whole log (and no evidence at all while they cannot be).
+          CTRUST_TRY(log->settle());
           attest::ContainerEvidence ce;
           ce.id = c->id;
           ce.state = "running";

@@ -10,9 +10,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "agent/cgroup.h"
 #include "agent/container_log.h"
@@ -92,6 +95,9 @@ struct Container {
   // checks its execs and executable mappings against what the agent vouched for.
   ContainerCgroup cgroup_v2;
   bool gated = false;
+  // A deferred start (AgentImpl::create): the host record of its creation, not yet written.
+  std::mutex settle_mutex;
+  std::optional<nlohmann::json> unrecorded;
 };
 
 }  // namespace ctrust::agent

@@ -118,10 +118,35 @@ Result<void> ContainerLog::append(std::span<const imalog::Entry> entries) {
                                                " in a log bound to PCR " + std::to_string(pcr_));
     }
   }
+  if (deferred_) {
+    CTRUST_TRY(writer_.append(entries, false));
+    pending_.insert(pending_.end(), entries.begin(), entries.end());
+    return ok_result();
+  }
+  // The sync covers deferred entries written before these.
   CTRUST_TRY(writer_.append(entries));
+  CTRUST_TRY(extend_pending());
   // A failure here leaves the log ahead of the PCR; the next open() extends the rest.
   for (const auto& e : entries) CTRUST_TRY(extend(e));
   return ok_result();
+}
+
+Result<void> ContainerLog::extend_pending() {
+  std::size_t done = 0;
+  Result<void> r = ok_result();
+  for (; done < pending_.size(); ++done) {
+    r = extend(pending_[done]);
+    if (!r) break;
+  }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
+  return r;
+}
+
+Result<void> ContainerLog::settle() {
+  deferred_ = false;
+  if (pending_.empty()) return ok_result();
+  CTRUST_TRY(writer_.sync());
+  return extend_pending();
 }
 
 Result<crypto::Digest> boot_aggregate(tpm::Tpm& host, crypto::HashAlg alg) {

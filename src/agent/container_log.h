@@ -46,13 +46,29 @@ class ContainerLog {
                                            const imalog::LogWriterOptions& options = {});
 
   // Durable in the log, then extended into the vTPM; all entries must be for this PCR.
+  // Entries deferred before are made durable and extended first, in log order.
   Result<void> append(std::span<const imalog::Entry> entries);
   Result<void> append(const imalog::Entry& entry) {
     return append(std::span<const imalog::Entry>(&entry, 1));
   }
 
+  // A container's start (discovery, docs/AGENT.md): from defer() until settle(), append()
+  // only writes the entries to the log file: they are in the log, readable, and kept if the
+  // agent crashes (the next open() extends them, as after any crash between the two steps),
+  // but not yet synced nor extended, so that recording what a container runs first costs
+  // no disk flush and no TPM command before its first instruction. settle() syncs once and
+  // extends them in order; the agent calls it as soon as the held task goes on, and before
+  // any quote. A failed settle() leaves them pending: the next append() or settle() tries
+  // again, and until then the PCR vouches for the entries before them only.
+  void defer() { deferred_ = true; }
+  Result<void> settle();
+  std::uint64_t unsettled() const { return pending_.size(); }
+
   const Reconciliation& reconciliation() const { return reconciliation_; }
-  std::uint64_t entries() const { return writer_.entries(); }
+  // The entries the PCR vouches for: all the log's but the unsettled ones, which follow them.
+  std::uint64_t entries() const { return writer_.entries() - pending_.size(); }
+  // Every entry in the file, unsettled ones included.
+  std::uint64_t written() const { return writer_.entries(); }
   const std::vector<crypto::HashAlg>& banks() const { return banks_; }
   tpm::Tpm& vtpm() { return tpm_; }
 
@@ -61,12 +77,15 @@ class ContainerLog {
                std::vector<crypto::HashAlg> banks)
       : writer_(std::move(writer)), tpm_(std::move(tpm)), pcr_(pcr), banks_(std::move(banks)) {}
   Result<void> extend(const imalog::Entry& entry);
+  Result<void> extend_pending();
 
   imalog::LogWriter writer_;
   tpm::Tpm tpm_;
   unsigned pcr_;
   std::vector<crypto::HashAlg> banks_;
   Reconciliation reconciliation_;
+  bool deferred_ = false;
+  std::vector<imalog::Entry> pending_;  // written, not yet extended (oldest first)
 };
 
 // The boot_aggregate of a host TPM (FORMATS.md): for sha256, SHA-256 over PCR 0-9 of its

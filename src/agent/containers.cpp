@@ -23,7 +23,7 @@ namespace ctrust::agent {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-Result<json> AgentImpl::create(const json& request) {
+Result<json> AgentImpl::create(const json& request, bool defer) {
   if (!request.contains("state") || !request["state"].is_string()) {
     return Error(Errc::kInvalidArgument, "create needs \"state\": the OCI state as a string");
   }
@@ -194,6 +194,7 @@ Result<json> AgentImpl::create(const json& request) {
     CTRUST_ASSIGN_OR_RETURN(ContainerLog log,
                             ContainerLog::create_fresh(c->log_path, std::move(*connection)));
     c->log = std::make_unique<ContainerLog>(std::move(log));
+    if (defer) c->log->defer();
     lap("log open");
     std::vector<imalog::Entry> first;
     CTRUST_ASSIGN_OR_RETURN(imalog::Entry ba,
@@ -211,15 +212,19 @@ Result<json> AgentImpl::create(const json& request) {
     lap("first entries");
     c->guard = std::make_unique<ExecGuard>(c->policy ? &*c->policy->compiled : nullptr, c->mode,
                                            c->log.get(), c->rootfs);
-    CTRUST_TRY(host_record("ctrust:container-created",
-                           {{"event", "container-created"},
-                            {"container", c->id},
-                            {"image", "sha256:" + c->image.hex()},
-                            {"policy", c->policy ? "sha256:" + c->policy->digest.hex() : ""},
-                            {"mode", policy::mode_name(c->mode)},
-                            {"vtpm_ak_name", c->vtpm.ak_name},
-                            {"vtpm_ek_name", c->vtpm.ek_name},
-                            {"time", c->created}}));
+    json created = {{"event", "container-created"},
+                    {"container", c->id},
+                    {"image", "sha256:" + c->image.hex()},
+                    {"policy", c->policy ? "sha256:" + c->policy->digest.hex() : ""},
+                    {"mode", policy::mode_name(c->mode)},
+                    {"vtpm_ak_name", c->vtpm.ak_name},
+                    {"vtpm_ek_name", c->vtpm.ek_name},
+                    {"time", c->created}};
+    if (defer) {
+      c->unrecorded = std::move(created);
+    } else {
+      CTRUST_TRY(host_record("ctrust:container-created", created));
+    }
     lap("host record");
     // Registered before marking, so that the first event finds its container.
     if (!containers_.add(c)) {
@@ -280,6 +285,33 @@ Result<json> AgentImpl::create(const json& request) {
   return json{{"ok", true}, {"container", container_json(*c)}};
 }
 
+Result<void> AgentImpl::settle_start(Container& c) {
+  std::lock_guard lock(c.settle_mutex);
+  auto settled = [&]() -> Result<void> {
+    // Under the guard's lock: in order with the decisions' own appends.
+    CTRUST_TRY(c.guard->with_log(
+        [&](ContainerLog*) -> Result<void> { return c.log ? c.log->settle() : ok_result(); }));
+    if (c.unrecorded) {
+      CTRUST_TRY(host_record("ctrust:container-created", *c.unrecorded));
+      c.unrecorded.reset();
+    }
+    return ok_result();
+  }();
+  if (!settled) {
+    // The container runs; what it ran is in its log, which its vTPM does not vouch for yet.
+    // Every later append and every quote tries again, and fails closed while it cannot.
+    spdlog::error(
+        "{}: its start's log entries or host record could not be made durable and "
+        "extended: {}",
+        c.id, settled.error().message());
+    publish({{"time", now_seconds()},
+             {"kind", "error"},
+             {"container", c.id},
+             {"reason", "start not settled: " + settled.error().message()}});
+  }
+  return settled;
+}
+
 Result<json> AgentImpl::remove(const std::string& id) {
   std::lock_guard create_lock(create_mutex_);
   std::shared_ptr<Container> c = containers_.find(id);
@@ -288,6 +320,9 @@ Result<json> AgentImpl::remove(const std::string& id) {
 }
 
 Result<json> AgentImpl::close_books(const std::shared_ptr<Container>& c) {
+  // A container that ended before its start settled (a quick /bin/true): its created
+  // record before its stopped one, its log extended before its vTPM goes.
+  (void)settle_start(*c);
   if (containers_.find(c->id) == c) (void)containers_.remove(c->id);
   unwatch_exit(c->number);
   unmark_container(*c);

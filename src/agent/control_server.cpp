@@ -49,13 +49,13 @@ json AgentImpl::ps() {
             {"evicted", stats.evicted}}}};
 }
 
-json AgentImpl::handle(const json& request) {
+json AgentImpl::handle(const json& request, bool defer_start) {
   auto answer = [&]() -> Result<json> {
     if (!request.is_object() || !request.contains("op") || !request["op"].is_string()) {
       return Error(Errc::kInvalidArgument, "a request is an object with \"op\"");
     }
     std::string op = request["op"].get<std::string>();
-    if (op == "create") return create(request);
+    if (op == "create") return create(request, defer_start);
     if (op == "delete") {
       if (!request.contains("id") || !request["id"].is_string()) {
         return Error(Errc::kInvalidArgument, "delete needs \"id\"");
@@ -136,7 +136,16 @@ void AgentImpl::serve_connection(UniqueFd fd) {
     done();
     return;
   }
-  reply(handle(*request));
+  // A start (the hook's create): its answer first, so that the runtime goes on while the
+  // agent extends and syncs what the start logged (settle_start).
+  bool starting =
+      op != request->end() && op->is_string() && op->get_ref<const std::string&>() == "create";
+  json answer = handle(*request, starting);
+  reply(answer);
+  if (starting && answer.value("ok", false)) {
+    std::string id = answer["container"].value("id", "");
+    if (auto c = containers_.find(id)) (void)settle_start(*c);
+  }
   done();
 }
 

@@ -86,7 +86,7 @@ Result<LogWriter> LogWriter::open(const std::string& path, const LogWriterOption
   return w;
 }
 
-Result<void> LogWriter::append(std::span<const Entry> entries) {
+Result<void> LogWriter::append(std::span<const Entry> entries, bool sync) {
   if (failed_) {
     return Error(Errc::kIo, "log " + path_ + " had a sync failure; its state on disk is unknown");
   }
@@ -113,7 +113,7 @@ Result<void> LogWriter::append(std::span<const Entry> entries) {
     }
     done += static_cast<std::size_t>(n);
   }
-  if (options_.sync && ::fdatasync(fd_.get()) != 0) {
+  if (sync && ::fdatasync(fd_.get()) != 0) {
     failed_ = true;
     return errno_error("cannot sync log " + path_, errno);
   }

@@ -43,8 +43,11 @@ class LogWriter {
 
   // Appends entries with header digests in the writer's header algorithm; returns once they
   // are durable. All or nothing: on error the file is as it was.
-  Result<void> append(std::span<const Entry> entries);
+  Result<void> append(std::span<const Entry> entries) { return append(entries, options_.sync); }
   Result<void> append(const Entry& entry) { return append(std::span<const Entry>(&entry, 1)); }
+  // The same, durable only if `sync` (else written, readable and surviving a crash of this
+  // process, and durable at the next sync()).
+  Result<void> append(std::span<const Entry> entries, bool sync);
   // Makes everything written so far durable (for writers opened with sync = false).
   Result<void> sync();
 

@@ -159,6 +159,76 @@ TEST_F(ContainerLogTest, AFreshLogOnAFreshVtpmReplaysAndIsReopenedLikeAnyOther) 
   EXPECT_EQ(reopened->reconciliation().extended_on_open, 0U);
 }
 
+// A start's entries (ContainerLog::defer): in the file at once, in the PCR only once
+// settled, and always in log order, whoever appends next.
+TEST_F(ContainerLogTest, DeferredEntriesAreWrittenAtOnceAndExtendedInOrderWhenSettled) {
+  CTRUST_OPEN_SWTPM(vtpm);
+  std::string tcti = vtpm.tcti();
+  auto log = ContainerLog::create_fresh(log_path(), std::move(vtpm));
+  ASSERT_TRUE(log) << log.error().message();
+  auto zero = log->vtpm().pcr_read({tpm::PcrBank{HashAlg::kSha256, {10}}});
+  ASSERT_TRUE(zero);
+  log->defer();
+  ASSERT_TRUE(
+      log->append(std::vector<imalog::Entry>{measurement("/bin/a", 1), measurement("/bin/b", 2)}));
+  ASSERT_TRUE(log->append(measurement("/bin/c", 3)));
+  // Written, readable by anyone who reads the file, not yet vouched for by the PCR.
+  EXPECT_EQ(log->written(), 3U);
+  EXPECT_EQ(log->unsettled(), 3U);
+  EXPECT_EQ(log->entries(), 0U);
+  auto reader = imalog::BinaryReader::open(log_path());
+  ASSERT_TRUE(reader);
+  imalog::Entry e;
+  int in_file = 0;
+  while (*reader->next(e)) ++in_file;
+  EXPECT_EQ(in_file, 3);
+  auto still = log->vtpm().pcr_read({tpm::PcrBank{HashAlg::kSha256, {10}}});
+  ASSERT_TRUE(still);
+  EXPECT_EQ(still->values[0], zero->values[0]);
+
+  ASSERT_TRUE(log->settle());
+  EXPECT_EQ(log->unsettled(), 0U);
+  EXPECT_EQ(log->entries(), 3U);
+  expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+  // After settle(), appends are durable and extended at once again.
+  ASSERT_TRUE(log->append(measurement("/bin/d", 4)));
+  EXPECT_EQ(log->unsettled(), 0U);
+  expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+  ASSERT_TRUE(log->settle());  // nothing left: a no-op
+
+  // A second deferred start on the same log (an agent may defer again) settles the same way.
+  log->defer();
+  ASSERT_TRUE(log->append(measurement("/bin/e", 5)));
+  EXPECT_EQ(log->unsettled(), 1U);
+  ASSERT_TRUE(log->settle());
+  EXPECT_EQ(log->entries(), 5U);
+  expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+  expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+}
+
+// The agent dies between writing a start's deferred entries and settling them: the next
+// open() finds the log ahead of the PCR and extends the rest, as after any crash.
+TEST_F(ContainerLogTest, DeferredEntriesOfAnAgentThatDiedAreExtendedOnOpen) {
+  CTRUST_OPEN_SWTPM(vtpm);
+  std::string tcti = vtpm.tcti();
+  {
+    auto log = ContainerLog::create_fresh(log_path(), std::move(vtpm));
+    ASSERT_TRUE(log);
+    ASSERT_TRUE(log->append(measurement("/bin/a", 1)));
+    log->defer();
+    ASSERT_TRUE(log->append(
+        std::vector<imalog::Entry>{measurement("/bin/b", 2), measurement("/bin/c", 3)}));
+    // Destroyed unsettled: what a crash leaves.
+  }
+  auto reopened = tpm::Tpm::open(tcti);
+  ASSERT_TRUE(reopened);
+  auto log = ContainerLog::open(log_path(), std::move(*reopened));
+  ASSERT_TRUE(log) << log.error().message();
+  EXPECT_EQ(log->reconciliation().entries, 3U);
+  EXPECT_EQ(log->reconciliation().extended_on_open, 2U);
+  expect_pcr_replays(log->vtpm(), log_path(), log->banks());
+}
+
 TEST_F(ContainerLogTest, EntriesForAnotherPcrAreRefused) {
   CTRUST_OPEN_SWTPM(vtpm);
   auto log = ContainerLog::open(log_path(), std::move(vtpm));
