@@ -361,27 +361,6 @@ bool is_normalized(const Policy& p) {
 
 }  // namespace
 
-std::string_view mode_name(Mode mode) {
-  switch (mode) {
-    case Mode::kOff:
-      return "off";
-    case Mode::kMeasure:
-      return "measure";
-    case Mode::kAudit:
-      return "audit";
-    case Mode::kEnforce:
-      return "enforce";
-  }
-  return "?";
-}
-
-std::optional<Mode> parse_mode(std::string_view name) {
-  for (Mode m : {Mode::kOff, Mode::kMeasure, Mode::kAudit, Mode::kEnforce}) {
-    if (mode_name(m) == name) return m;
-  }
-  return std::nullopt;
-}
-
 Result<std::int64_t> parse_time(std::string_view text) {
   // Exactly YYYY-MM-DDTHH:MM:SSZ.
   static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:ddZ";

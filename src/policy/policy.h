@@ -34,8 +34,27 @@ inline constexpr std::size_t kMaxPathPatternLen = 4096;
 inline constexpr std::size_t kMaxTextLen = 1024;  // name, issuer, excludes
 
 enum class Mode : std::uint8_t { kOff, kMeasure, kAudit, kEnforce };
-std::string_view mode_name(Mode mode);
-std::optional<Mode> parse_mode(std::string_view name);
+// Inline: the start path's small static programs (ctrust-hook) read modes without linking
+// the policy library.
+inline std::string_view mode_name(Mode mode) {
+  switch (mode) {
+    case Mode::kOff:
+      return "off";
+    case Mode::kMeasure:
+      return "measure";
+    case Mode::kAudit:
+      return "audit";
+    case Mode::kEnforce:
+      return "enforce";
+  }
+  return "?";
+}
+inline std::optional<Mode> parse_mode(std::string_view name) {
+  for (Mode m : {Mode::kOff, Mode::kMeasure, Mode::kAudit, Mode::kEnforce}) {
+    if (mode_name(m) == name) return m;
+  }
+  return std::nullopt;
+}
 
 // One allowed file content: a digest, and the paths it may have (shell glob patterns,
 // matched with fnmatch(FNM_PATHNAME)); no patterns means any path.

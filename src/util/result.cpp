@@ -1,7 +1,5 @@
 #include "util/result.h"
 
-#include <openssl/err.h>
-
 #include <cstring>
 
 namespace ctrust {
@@ -34,19 +32,6 @@ const char* errc_name(Errc code) {
 
 Error errno_error(const std::string& what, int err) {
   return Error(Errc::kIo, what + ": " + std::strerror(err), err);
-}
-
-Error openssl_error(const std::string& what) {
-  unsigned long first = ERR_peek_error();
-  std::string text = what;
-  if (first != 0) {
-    char buf[256];
-    ERR_error_string_n(first, buf, sizeof(buf));
-    text += ": ";
-    text += buf;
-  }
-  ERR_clear_error();
-  return Error(Errc::kCrypto, text, static_cast<std::int64_t>(first));
 }
 
 }  // namespace ctrust
